@@ -1,0 +1,86 @@
+"""What every attack shares: norms, input checks, projection onto the eps-ball, and the
+per-example bookkeeping. Pixels are in [0, 1]; ``eps`` is a per-example tensor ``[B]``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+from ..smoothing import check_images
+
+
+class Norm(str, Enum):
+    LINF = "linf"
+    L2 = "l2"
+
+
+def as_norm(value: str | Norm) -> Norm:
+    try:
+        return Norm(value)
+    except ValueError:
+        raise ValueError(f"unknown norm {value!r}; choose one of {[n.value for n in Norm]}") from None
+
+
+@dataclass
+class AttackResult:
+    """``x_adv`` float ``[B, 3, H, W]``; ``gradients`` / ``queries`` int64 ``[B]``: forward-backward
+    passes / forward queries spent per example."""
+
+    x_adv: torch.Tensor
+    gradients: torch.Tensor
+    queries: torch.Tensor
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
+                 target: torch.Tensor | None) -> torch.Tensor:
+    """Validate an attack call; returns ``eps`` as a float tensor ``[B]`` on ``x``'s device."""
+    check_images(x)
+    if y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"labels must have shape [{len(x)}] to match the images, got {tuple(y.shape)}")
+    if target is not None and target.shape != y.shape:
+        raise ValueError(f"targets must have shape {tuple(y.shape)} like the labels, got {tuple(target.shape)}")
+    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if eps_t.dim() == 0:
+        eps_t = eps_t.expand(len(x))
+    if eps_t.shape != (len(x),):
+        raise ValueError(f"eps must be a number or a tensor of shape [{len(x)}], got {tuple(eps_t.shape)}")
+    if bool((eps_t < 0).any()) or not bool(torch.isfinite(eps_t).all()):
+        raise ValueError(f"eps must be finite and >= 0, got min {float(eps_t.min()):.4g}")
+    return eps_t.clone()
+
+
+def per_example_norm(v: torch.Tensor, norm: Norm) -> torch.Tensor:
+    flat = v.flatten(1)
+    return flat.abs().amax(1) if norm is Norm.LINF else flat.norm(dim=1)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """Project ``x_adv`` onto ``{||x_adv - x|| <= eps} ∩ [0, 1]`` (per example)."""
+    e = eps.view(-1, 1, 1, 1)
+    if norm is Norm.LINF:
+        # clamp the pixels themselves (no x + (x_adv - x) round trip, which rounds in float)
+        return torch.minimum(torch.maximum(x_adv, (x - e).clamp_min(0.0)), (x + e).clamp_max(1.0))
+    delta = x_adv - x
+    n = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    delta = delta * torch.clamp(e / n.clamp_min(1e-12), max=1.0)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def direction(g: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """Steepest-ascent direction of unit norm: sign (Linf) or g / ||g||_2 (L2)."""
+    if norm is Norm.LINF:
+        return g.sign()
+    return g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+
+def random_start(x: torch.Tensor, eps: torch.Tensor, norm: Norm, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniform point of the Linf ball, or a random direction at a uniform radius for L2."""
+    e = eps.view(-1, 1, 1, 1)
+    if norm is Norm.LINF:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + (2 * u - 1) * e).clamp(0, 1)
+    d = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    d = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    r = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+    return (x + d * r * e).clamp(0, 1)

@@ -1,0 +1,153 @@
+"""One engine for the gradient attacks: FGSM, BIM, MIM and PGD are configurations of
+:class:`GradientAttack` (Linf or L2, untargeted or targeted, per-example eps).
+
+Each step ascends the cross-entropy of the true class (untargeted) or descends that of the
+target (targeted), averaged over ``eot`` stochastic forward passes (expectation over
+transformation: fresh smoothing noise and, for the SEM, fresh draws), then projects onto the
+eps-ball intersected with [0, 1]. Step size ``step_ratio * eps / steps`` (ARES: 1.5 eps / 20).
+
+EOT samples are evaluated in passes of at most ``chunk`` images: copies of several images
+and of several samples are packed into one pass (on a CPU, 128-256 images per pass beat one
+giant batch; on a GPU use a large chunk).
+
+A model may take part in the attack through two optional hooks: ``on_attack_start(n,
+generator)`` and ``on_attack_step(step, generator)`` (attackers A and B redraw the realized
+ensemble there), and ``forward_indexed(x, index, generator)`` to learn which of the attacked
+images each row of a pass is a copy of.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..smoothing import call_classifier
+from ..training import autocast
+from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
+
+
+def forward(model, x: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Logits of one pass; ``index`` says which attacked image each row copies."""
+    if hasattr(model, "forward_indexed"):
+        return model.forward_indexed(x, index, generator)
+    return call_classifier(model, x, generator)
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """Per-example loss to *ascend*: CE(y) untargeted, -CE(target) targeted. ``[B]``."""
+    if target is None:
+        return F.cross_entropy(logits.float(), y, reduction="none")
+    return -F.cross_entropy(logits.float(), target, reduction="none")
+
+
+def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None, *, eot: int = 1,
+                 chunk: int = 256, generator: torch.Generator | None = None, bf16: bool = False,
+                 channels_last: bool = False) -> torch.Tensor:
+    """Mean over ``eot`` stochastic passes of the input gradient of :func:`attack_loss`. ``[B, 3, H, W]``.
+
+    ``channels_last`` feeds the passes in channels_last memory format (pays on CPUs when the
+    model's weights are channels_last too: ``model.to(memory_format=torch.channels_last)``)."""
+    b = len(x)
+    owners = torch.arange(b, device=x.device).repeat(eot)  # sample-major: every image once per sample
+    grad = torch.zeros_like(x)
+    for s in range(0, b * eot, chunk):
+        idx = owners[s:s + chunk]
+        xin = x[idx].detach()
+        if channels_last:
+            xin = xin.contiguous(memory_format=torch.channels_last)
+        xin.requires_grad_(True)
+        with autocast(bf16, x.device):
+            logits = forward(model, xin, idx, generator)
+        loss = attack_loss(logits, y[idx], None if target is None else target[idx])
+        (g,) = torch.autograd.grad(loss.sum(), xin)
+        grad.index_add_(0, idx, g.to(grad.dtype).contiguous())
+    return grad / eot
+
+
+@dataclass
+class GradientAttack:
+    """Iterative gradient attack. Defaults: BIM, Linf, 20 steps of 1.5 * eps / 20.
+
+    Parameters
+    ----------
+    norm : "linf" or "l2"
+    steps : iterations
+    step_ratio : step size = step_ratio * eps / steps
+    decay : momentum decay (MIM: 1.0; 0 = no momentum)
+    random_start : start from a random point of the eps-ball (PGD)
+    eot : stochastic passes averaged per step (1 for deterministic models)
+    chunk : images per forward pass
+    bf16 : bf16 autocast for the passes (faster on CPUs with bf16; reported results use fp32)
+    channels_last : feed the passes as channels_last (with a channels_last model)
+    """
+
+    norm: Norm | str = Norm.LINF
+    steps: int = 20
+    step_ratio: float = 1.5
+    decay: float = 0.0
+    random_start: bool = False
+    eot: int = 1
+    chunk: int = 256
+    bf16: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.norm = as_norm(self.norm)
+        if self.steps < 1 or self.eot < 1 or self.chunk < 1:
+            raise ValueError(f"steps, eot and chunk must be >= 1, got {self.steps}, {self.eot}, {self.chunk}")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
+                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+        """Attack images ``x`` ``[B, 3, H, W]`` (pixels in [0, 1]) with labels ``y`` ``[B]`` at
+        per-example budgets ``eps`` ``[B]``; targeted when ``target`` ``[B]`` is given."""
+        eps = check_inputs(x, y, eps, target)
+        x = x.detach()
+        alpha = (self.step_ratio * eps / self.steps).view(-1, 1, 1, 1)
+        x_adv = random_start(x, eps, self.norm, generator) if self.random_start else x.clone()
+        momentum = torch.zeros_like(x)
+        if hasattr(model, "on_attack_start"):
+            model.on_attack_start(len(x), generator)
+        for step in range(self.steps):
+            if hasattr(model, "on_attack_step"):
+                model.on_attack_step(step, generator)
+            g = eot_gradient(model, x_adv, y, target, eot=self.eot, chunk=self.chunk, generator=generator,
+                             bf16=self.bf16, channels_last=self.channels_last)
+            if self.decay:
+                g = g / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+                momentum = self.decay * momentum + g
+                g = momentum
+            x_adv = project(x_adv + alpha * direction(g, self.norm), x, eps, self.norm).detach()
+        spent = torch.full((len(x),), self.steps * self.eot, dtype=torch.long)
+        return AttackResult(x_adv, spent, torch.zeros(len(x), dtype=torch.long))
+
+
+@dataclass
+class FGSM(GradientAttack):
+    """One step of size eps (Goodfellow et al. 2015)."""
+
+    steps: int = 1
+    step_ratio: float = 1.0
+
+
+@dataclass
+class BIM(GradientAttack):
+    """Basic iterative method (Kurakin et al. 2017)."""
+
+
+@dataclass
+class MIM(GradientAttack):
+    """Momentum iterative method (Dong et al. 2018), decay 1.0."""
+
+    decay: float = 1.0
+
+
+@dataclass
+class PGD(GradientAttack):
+    """Projected gradient descent with a random start (Madry et al. 2018)."""
+
+    random_start: bool = True

@@ -1,0 +1,110 @@
+"""Score-based black-box attacks: NES (Ilyas et al. 2018) and SPSA (Uesato et al. 2018).
+
+Both see only the defended model's probability vector ``softmax(logits)``; every query is a
+fresh stochastic forward pass (for the SEM: a fresh draw). The gradient of a margin loss on
+log-probabilities is estimated from ``samples`` antithetic pairs ``x ± eta * u`` (NES: Gaussian
+``u``, SPSA: Rademacher ``u``), i.e. ``2 * samples`` queries per example and iteration, until
+the budget ``max_queries`` is spent. Queries are counted per example, exactly.
+Update: NES takes signed (Linf) or normalized (L2) steps of ``lr_ratio * eps``; SPSA uses
+Adam with learning rate ``lr_ratio * eps`` as in Uesato et al.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..smoothing import call_classifier
+from .base import AttackResult, Norm, as_norm, check_inputs, direction, project
+
+
+def margin_loss(log_probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """Loss to ascend, ``[B]``: ``max_{j != y} log p_j - log p_y`` (untargeted) or
+    ``log p_t - max_{j != t} log p_j`` (targeted)."""
+    cls = y if target is None else target
+    own = log_probs.gather(1, cls[:, None]).squeeze(1)
+    other = log_probs.scatter(1, cls[:, None], float("-inf")).amax(1)
+    return other - own if target is None else own - other
+
+
+@dataclass
+class QueryAttack:
+    norm: Norm | str = Norm.LINF
+    max_queries: int = 5000
+    samples: int = 25  # antithetic pairs per gradient estimate
+    eta: float = 0.01  # finite-difference radius in pixels
+    lr_ratio: float = 0.05  # step size as a fraction of eps
+    chunk: int = 500
+    rademacher: bool = False
+    adam: bool = False
+
+    def __post_init__(self) -> None:
+        self.norm = as_norm(self.norm)
+        if self.samples < 1 or self.max_queries < 2 * self.samples:
+            raise ValueError(f"need samples >= 1 and max_queries >= 2 * samples, got {self.samples}, "
+                             f"{self.max_queries}")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    def _loss(self, model, x: torch.Tensor, y, target, generator) -> torch.Tensor:
+        out = []
+        for s in range(0, len(x), self.chunk):
+            with torch.no_grad():
+                logits = call_classifier(model, x[s:s + self.chunk], generator)
+            out.append(margin_loss(logits.float().log_softmax(1), y[s:s + self.chunk],
+                                   None if target is None else target[s:s + self.chunk]))
+        return torch.cat(out)
+
+    def estimate_gradient(self, model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                          generator: torch.Generator | None) -> torch.Tensor:
+        """Antithetic finite-difference estimate of the loss gradient; spends ``2 * samples`` queries
+        per example. ``[B, 3, H, W]``."""
+        b, n = len(x), self.samples
+        shape = (n, *x.shape)
+        if self.rademacher:
+            u = torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        else:
+            u = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        probes = torch.cat([x[None] + self.eta * u, x[None] - self.eta * u]).flatten(0, 1)  # [2n*B, ...]
+        rep = lambda t: None if t is None else t.repeat(2 * n)  # noqa: E731
+        loss = self._loss(model, probes, rep(y), rep(target), generator).view(2, n, b)
+        diff = (loss[0] - loss[1]) / (2 * self.eta)  # [n, B]
+        return (diff.view(n, b, 1, 1, 1) * u).mean(0)
+
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
+                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+        eps = check_inputs(x, y, eps, target)
+        x = x.detach()
+        lr = (self.lr_ratio * eps).view(-1, 1, 1, 1)
+        x_adv = x.clone()
+        iterations = self.max_queries // (2 * self.samples)
+        m = torch.zeros_like(x)
+        v = torch.zeros_like(x)
+        b1, b2 = 0.9, 0.999
+        for t in range(1, iterations + 1):
+            g = self.estimate_gradient(model, x_adv, y, target, generator)
+            if self.adam:
+                m = b1 * m + (1 - b1) * g
+                v = b2 * v + (1 - b2) * g * g
+                step = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + 1e-8)
+                step = step if self.norm is Norm.LINF else direction(step, self.norm)
+            else:
+                step = direction(g, self.norm)
+            x_adv = project(x_adv + lr * step, x, eps, self.norm)
+        queries = torch.full((len(x),), iterations * 2 * self.samples, dtype=torch.long)
+        return AttackResult(x_adv, torch.zeros(len(x), dtype=torch.long), queries)
+
+
+@dataclass
+class NES(QueryAttack):
+    """Natural evolution strategies: Gaussian antithetic probes, signed steps."""
+
+
+@dataclass
+class SPSA(QueryAttack):
+    """Simultaneous perturbation: Rademacher probes, Adam updates."""
+
+    rademacher: bool = True
+    adam: bool = True

@@ -1,0 +1,231 @@
+"""Attack-success-rate versus distortion curves (Dong et al. 2019; ARES DistortionBenchmark).
+
+For every example, the smallest budget at which an attack succeeds is searched, vectorized
+over the batch with per-example state:
+
+1. exponential search: ``lo = 0, hi = eps0``; attack at ``hi``; success stops the search,
+   failure sets ``lo = hi, hi = 2 hi`` (at most ``search_steps`` rounds);
+2. binary search, ``binary_steps`` rounds: ``mi = (lo + hi) / 2``; success sets ``hi = mi``
+   and keeps that adversarial, failure sets ``lo = mi``; an example whose ``hi - lo`` falls
+   below ``tol`` leaves the batch early;
+3. the result is the measured distortion ``||x_adv - x||`` of the best successful
+   adversarial, NaN if none succeeded.
+
+Success is judged by the paper's Monte-Carlo rule (:func:`semlib.smoothing.mc_success`):
+N stochastic predictions, abstention threshold alpha; the draws for an example stop as soon as
+the remaining ones cannot change its verdict (exact). Examples already misclassified (or
+already predicted as the target) at eps = 0 count as successes at distortion 0.
+Every search step attacks from the clean image (no warm start).
+
+``ASR(eps)`` is the fraction of all evaluated examples whose distortion is <= eps.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import io
+from .attacks.base import Norm, as_norm, per_example_norm
+from .smoothing import call_classifier, check_images, clopper_pearson, votes_needed
+
+
+@dataclass
+class SearchConfig:
+    """The eps search. ``eps0``: first budget of the exponential search (pixels in [0, 1])."""
+
+    eps0: float = 1 / 255
+    search_steps: int = 10
+    binary_steps: int = 20
+    tol: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.eps0 > 0:
+            raise ValueError(f"eps0 must be > 0, got {self.eps0}")
+        if self.search_steps < 1 or self.binary_steps < 0:
+            raise ValueError("search_steps must be >= 1 and binary_steps >= 0")
+
+
+@dataclass
+class JudgeConfig:
+    """Monte-Carlo judgement: ``n`` draws (1 for deterministic models), threshold ``alpha``,
+    votes drawn ``round_size`` at a time per undecided example."""
+
+    n: int = 100
+    alpha: float = 0.3
+    round_size: int = 10
+    chunk: int = 256
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n (Monte-Carlo draws) must be >= 1, got {self.n}")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha must lie in (0, 1], got {self.alpha}")
+
+
+@torch.no_grad()
+def mc_verdict(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, judge: JudgeConfig,
+               generator: torch.Generator | None = None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attack success per example by the Monte-Carlo rule, with an exact early stop.
+
+    Returns ``success`` bool ``[B]`` and ``draws`` int64 ``[B]`` (votes actually spent; ``n``
+    without the early stop). The verdict equals the one the full ``n`` votes would give.
+    """
+    b = len(x)
+    counts = torch.zeros(b, num_classes, dtype=torch.long, device=x.device)
+    need = votes_needed(judge.alpha, judge.n)  # votes that make "c_j / n >= alpha" true
+    undecided = torch.ones(b, dtype=torch.bool, device=x.device)
+    success = torch.zeros(b, dtype=torch.bool, device=x.device)
+    cls = y if target is None else target
+    while bool(undecided.any()):
+        drawn = counts.sum(1)
+        rows = torch.nonzero(undecided).flatten()
+        take = torch.clamp(judge.n - drawn[rows], max=judge.round_size)
+        owners = rows.repeat_interleave(take)
+        for s in range(0, len(owners), judge.chunk):
+            idx = owners[s:s + judge.chunk]
+            pred = call_classifier(model, x[idx], generator).argmax(1)
+            counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
+        drawn = counts.sum(1)
+        left = judge.n - drawn
+        own = counts.gather(1, cls[:, None]).squeeze(1)
+        best_other = counts.scatter(1, cls[:, None], -1).amax(1)
+        if target is None:
+            sure_success = best_other >= need  # an alpha fraction already voted elsewhere
+            sure_fail = (best_other + left < need) & (own > best_other + left)
+        else:
+            sure_success = own >= need
+            sure_fail = (own + left < need) & (own + left < best_other)
+        finished = left == 0
+        full = counts.argmax(1)
+        final = (full != y) | (best_other >= need) if target is None else (full == target) | (own >= need)
+        verdict = torch.where(sure_success, True, torch.where(sure_fail, False, final))
+        decided = undecided & (sure_success | sure_fail | finished)
+        success[decided] = verdict[decided]
+        undecided &= ~decided
+    return success, counts.sum(1)
+
+
+def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tensor, y: torch.Tensor,
+                      target: torch.Tensor | None = None, *, norm: Norm | str = Norm.LINF,
+                      search: SearchConfig | None = None, judge: JudgeConfig | None = None,
+                      generator: torch.Generator | None = None, progress: Callable[[int], Any] | None = None,
+                      ids: Any = None) -> pd.DataFrame:
+    """Minimal successful distortion per example (exponential then binary search, vectorized).
+
+    Parameters
+    ----------
+    attack : an attack object ``attack(model, x, y, eps, target, generator)``
+    attack_model : the model the attacker differentiates or queries (a surrogate for transfer)
+    judge_model : the defended model whose Monte-Carlo votes decide success
+    x, y, target : ``[B, 3, H, W]`` pixels in [0, 1], labels ``[B]``, optional targets ``[B]``
+
+    Returns
+    -------
+    DataFrame with one row per example: ``example`` (``ids``, e.g. canonical test indices;
+    positions by default), ``distortion`` (float, NaN if
+    never successful), ``clean_success`` (already adversarial at eps 0), ``attack_runs``,
+    ``gradients``, ``queries`` and ``judge_draws`` spent.
+    """
+    norm = as_norm(norm)
+    search = search or SearchConfig()
+    judge = judge or JudgeConfig()
+    check_images(x)
+    b = len(x)
+    dev = x.device
+    clean, draws = mc_verdict(judge_model, x, y, target, judge, generator)
+    dist = torch.full((b,), float("nan"), dtype=torch.float64)
+    dist[clean.cpu()] = 0.0
+    lo = torch.zeros(b, dtype=x.dtype, device=dev)
+    hi = torch.full((b,), search.eps0, dtype=x.dtype, device=dev)
+    found = torch.zeros(b, dtype=torch.bool, device=dev)  # exponential phase over (binary phase)
+    rounds = torch.zeros(b, dtype=torch.long, device=dev)
+    active = ~clean
+    runs = torch.zeros(b, dtype=torch.long)
+    grads = torch.zeros(b, dtype=torch.long)
+    queries = torch.zeros(b, dtype=torch.long)
+    judge_draws = draws.cpu().clone()
+    while bool(active.any()):
+        idx = torch.nonzero(active).flatten()
+        eps = torch.where(found[idx], (lo[idx] + hi[idx]) / 2, hi[idx])
+        res = attack(attack_model, x[idx], y[idx], eps, None if target is None else target[idx], generator)
+        ok, d = mc_verdict(judge_model, res.x_adv, y[idx], None if target is None else target[idx], judge, generator)
+        ci = idx.cpu()
+        runs[ci] += 1
+        grads[ci] += res.gradients.cpu()
+        queries[ci] += res.queries.cpu()
+        judge_draws[ci] += d.cpu()
+        measured = per_example_norm(res.x_adv - x[idx], norm).double().cpu()
+        okc = ok.cpu()
+        dist[ci[okc]] = torch.fmin(dist[ci[okc]], measured[okc])  # keep the smallest successful distortion
+        in_binary = found[idx]
+        # exponential phase
+        exp_fail = ~in_binary & ~ok
+        lo[idx[exp_fail]] = hi[idx[exp_fail]]
+        hi[idx[exp_fail]] = 2 * hi[idx[exp_fail]]
+        # binary phase: success tightens hi, failure raises lo
+        hi[idx[in_binary & ok]] = eps[in_binary & ok]
+        lo[idx[in_binary & ~ok]] = eps[in_binary & ~ok]
+        rounds[idx] += 1
+        # an exponential-phase success starts the binary phase with a fresh round count
+        newly = ~in_binary & ok
+        found[idx[newly]] = True
+        rounds[idx[newly]] = 0
+        exhausted = torch.where(found[idx], rounds[idx] >= search.binary_steps, rounds[idx] >= search.search_steps)
+        converged = found[idx] & (hi[idx] - lo[idx] <= search.tol)
+        active[idx[exhausted | converged]] = False
+        if progress is not None:
+            progress(int(active.sum()))
+    return pd.DataFrame({
+        "example": np.arange(b) if ids is None else np.asarray(ids), "distortion": dist.numpy(), "clean_success": clean.cpu().numpy(),
+        "attack_runs": runs.numpy(), "gradients": grads.numpy(), "queries": queries.numpy(),
+        "judge_draws": judge_draws.numpy(),
+    })
+
+
+def asr_curve(distortion: pd.Series | np.ndarray, eps_grid: np.ndarray | list[float], ci_alpha: float = 0.05
+              ) -> pd.DataFrame:
+    """ASR at each eps of ``eps_grid``: fraction of all examples with distortion <= eps (NaN =
+    failure), with a two-sided (1 - ci_alpha) Clopper-Pearson band. Columns eps, asr, lo, hi, n."""
+    d = np.asarray(distortion, dtype=float)
+    n = len(d)
+    if n == 0:
+        raise ValueError("no examples: cannot compute an ASR curve")
+    grid = np.asarray(eps_grid, dtype=float)
+    k = torch.tensor([(np.nan_to_num(d, nan=np.inf) <= e).sum() for e in grid])
+    lo, hi = clopper_pearson(k, n, ci_alpha)
+    return pd.DataFrame({"eps": grid, "asr": k.numpy() / n, "lo": lo.numpy(), "hi": hi.numpy(), "n": n})
+
+
+def cache_key(config: dict[str, Any]) -> str:
+    """A stable hash of a JSON-able configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike
+           ) -> pd.DataFrame:
+    """Return the cached result of ``config`` or compute, write atomically (CSV + the config as
+    JSON) and return it. A half-written result never exists: the CSV appears via rename."""
+    cache_dir = Path(cache_dir)
+    key = cache_key(config)
+    path = cache_dir / f"{key}.csv"
+    if path.is_file():
+        return pd.read_csv(path)
+    df = compute()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(cache_dir / f"{key}.json", config)
+    io.atomic_write_text(path, df.to_csv(index=False))
+    return df
+
+
+def config_of(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields plus its class name, for cache keys."""
+    return {"type": type(obj).__name__, **{k: (v.value if hasattr(v, "value") else v) for k, v in asdict(obj).items()}}

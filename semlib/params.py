@@ -1,0 +1,47 @@
+"""Notebook parameters: ``params/<notebook>/<preset>.yaml``, checked against the notebook's
+``parameters`` cell so a misspelled key fails loudly instead of being silently ignored."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS = ("smoke", "laptop", "paper")
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
+    """Names and default values assigned in the notebook's cell tagged ``parameters``."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"])
+            out = {}
+            for node in ast.parse(src).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+            return out
+    raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+
+
+def load_params(notebook: str, preset: str, root: str | Path = ".") -> dict[str, Any]:
+    """The parameters of ``notebook`` (a stem like ``01_zoo``) for ``preset``, validated."""
+    root = Path(root)
+    path = root / "params" / notebook / f"{preset}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (root / "params" / notebook).glob("*.yaml"))
+        raise FileNotFoundError(f"no parameters {path}; presets for {notebook}: {have or 'none'} "
+                                f"(choose one with PRESET=..., known presets: {', '.join(PRESETS)})")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} must be a YAML mapping of NAME: value, got {type(params).__name__}")
+    allowed = notebook_parameters(root / "notebooks" / f"{notebook}.ipynb")
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{path}: unknown parameter(s) {unknown}; the notebook's parameters are {sorted(allowed)}")
+    return params

@@ -1,0 +1,311 @@
+"""The zoo: every (architecture, sigma) sub-model of a preset, trained once, cached, tabulated.
+
+A zoo is described by a YAML spec (``params/zoo/<preset>.yaml``)::
+
+    name: laptop
+    noise_space: pixel            # or "normalized" (see semlib.smoothing)
+    sigmas: [0.0, 0.25, 0.75, 1.5]
+    models:                       # every Table-1 family, shrunk by width/depth/stem_stride
+      - {arch: resnet18, width: 0.25, stem_stride: 2}
+      - {arch: alexnet, width: 0.25, train: {lr: 0.04}}   # per-model recipe overrides
+    train: {epochs: 5}            # TrainConfig of the unsmoothed models
+    finetune: {epochs: 1.5}       # smoothed models start from the unsmoothed weights
+                                  # (omit to train them from scratch with `train`)
+    single_arch: {arch: wrn28_10, sigmas: [0.12, 0.15, 0.25, 0.5, 0.75, 1.0, 1.25]}  # optional
+    evaluate: {n_test: 1000, aca_images: 200, n0: 16, n: 128, alpha: 0.001}
+
+Each sub-model is saved as ``<zoo_dir>/<arch>_s<sigma>.safetensors`` plus its JSON card; the
+card is written last, so an interrupted :func:`train_zoo` resumes with the first model whose
+card is missing (or whose recorded configuration differs from the spec).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from . import io
+from .data import load_split
+from .models import build_model, family_of
+from .outputs import project_root
+from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
+from .training import TrainConfig, accuracy, train
+
+_SPEC_KEYS = {"name", "noise_space", "sigmas", "models", "train", "finetune", "single_arch", "evaluate", "seed"}
+_MODEL_KEYS = {"arch", "width", "depth", "stem_stride", "train"}
+_ARCH_KEYS = ("arch", "width", "depth", "stem_stride")
+
+
+@dataclass(frozen=True)
+class SubModelSpec:
+    """One sub-model of the zoo: an architecture at some size, trained at noise level ``sigma``."""
+
+    arch: str
+    sigma: float
+    width: float = 1.0
+    depth: float = 1.0
+    stem_stride: int = 1
+    noise_space: str = "pixel"
+
+    def __post_init__(self) -> None:
+        if self.sigma == 0:  # an unsmoothed model has no noise space; one card serves both
+            object.__setattr__(self, "noise_space", "pixel")
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}_s{self.sigma:g}"
+
+    @property
+    def family(self) -> str:
+        return family_of(self.arch)
+
+    def build(self) -> torch.nn.Module:
+        return build_model(self.arch, width=self.width, depth=self.depth, stem_stride=self.stem_stride)
+
+    def parent(self) -> "SubModelSpec":
+        """The unsmoothed model of the same architecture (the fine-tuning start point)."""
+        return SubModelSpec(self.arch, 0.0, self.width, self.depth, self.stem_stride, self.noise_space)
+
+
+@dataclass
+class EvalConfig:
+    n_test: int = 1000  # test images for clean accuracy (jpeg fallbacks skipped)
+    aca_images: int = 200  # test images for the approximated certified accuracy
+    n0: int = 100
+    n: int = 1000
+    alpha: float = 0.001
+    batch_size: int = 500
+    seed: int = 0
+
+
+@dataclass
+class ZooSpec:
+    name: str
+    models: list[dict[str, Any]]
+    sigmas: list[float]
+    train: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] | None = None
+    single_arch: dict[str, Any] | None = None
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    noise_space: str = "pixel"
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "ZooSpec":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"zoo spec {path} not found; presets live in params/zoo/<preset>.yaml")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"zoo spec {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"zoo spec {path} must be a YAML mapping, got {type(raw).__name__}")
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "zoo spec") -> "ZooSpec":
+        unknown = set(raw) - _SPEC_KEYS
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+        for key in ("name", "models", "sigmas"):
+            if key not in raw:
+                raise ValueError(f"{source}: missing key {key!r}")
+        spec = cls(**raw)
+        spec.validate(source)
+        return spec
+
+    def validate(self, source: str = "zoo spec") -> None:
+        noise_space(self.noise_space)
+        for s in self.sigmas:
+            check_sigma(s)
+        if 0.0 not in [float(s) for s in self.sigmas]:
+            raise ValueError(f"{source}: sigmas must include 0 (the unsmoothed models), got {self.sigmas}")
+        seen = set()
+        for m in self.models:
+            bad = set(m) - _MODEL_KEYS
+            if bad or "arch" not in m:
+                raise ValueError(f"{source}: model entry {m} must have 'arch' and only {sorted(_MODEL_KEYS)}")
+            family_of(m["arch"])  # unknown architectures fail here, listing the known ones
+            if m["arch"] in seen:
+                raise ValueError(f"{source}: architecture {m['arch']} listed twice")
+            seen.add(m["arch"])
+        for m in [{}] + self.models:
+            TrainConfig(**{**self.train, **m.get("train", {})})
+            if self.finetune is not None:
+                TrainConfig(**{**self.train, **m.get("train", {}), **self.finetune})
+        EvalConfig(**self.evaluate)
+        if self.single_arch is not None and self.single_arch.get("arch") not in seen:
+            raise ValueError(f"{source}: single_arch.arch must be one of the listed models {sorted(seen)}")
+
+    def _model(self, arch: str) -> dict[str, Any]:
+        return next(m for m in self.models if m["arch"] == arch)
+
+    def _sub(self, m: dict[str, Any], sigma: float) -> SubModelSpec:
+        return SubModelSpec(sigma=float(sigma), noise_space=self.noise_space, **{k: m[k] for k in _ARCH_KEYS if k in m})
+
+    def submodels(self, include_single_arch: bool = True) -> list[SubModelSpec]:
+        """Every sub-model, unsmoothed ones first (they are the fine-tuning parents)."""
+        out = [self._sub(m, s) for s in sorted(set(map(float, self.sigmas))) for m in self.models]
+        if include_single_arch and self.single_arch:
+            m = self._model(self.single_arch["arch"])
+            out += [self._sub(m, s) for s in self.single_arch["sigmas"] if float(s) not in map(float, self.sigmas)]
+        return out
+
+    def train_config(self, sub: SubModelSpec) -> tuple[TrainConfig, str | None]:
+        """The training recipe of ``sub`` and the name of the model it starts from (or None)."""
+        base = {**self.train, **self._model(sub.arch).get("train", {}), "sigma": sub.sigma,
+                "noise_space": sub.noise_space, "seed": self.seed + _stable_hash(sub.name)}
+        if sub.sigma > 0 and self.finetune is not None:
+            return TrainConfig(**{**base, **self.finetune}), sub.parent().name
+        return TrainConfig(**base), None
+
+    def eval_config(self) -> EvalConfig:
+        return EvalConfig(**self.evaluate)
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(text.encode(), "little") % 1_000_003
+
+
+def load_spec(preset_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> ZooSpec:
+    """A zoo spec by preset name (``params/zoo/<name>.yaml`` in the project) or by path."""
+    p = Path(preset_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        p = Path(root or project_root()) / "params" / "zoo" / f"{preset_or_path}.yaml"
+    return ZooSpec.from_yaml(p)
+
+
+def default_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Where a zoo's checkpoints live: ``zoo/<name>/`` in the project."""
+    return Path(root or project_root()) / "zoo" / name
+
+
+def _card_matches(card: dict[str, Any] | None, sub: SubModelSpec, cfg: TrainConfig, parent: str | None,
+                  parent_sha: str | None) -> bool:
+    """A finished checkpoint is reused only if it was trained exactly so, from the current parent."""
+    return (card is not None and card.get("submodel") == asdict(sub) and card.get("train") == cfg.to_dict()
+            and card.get("init_from") == parent and card.get("init_sha256") == parent_sha)
+
+
+def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+              retrain: bool = False, progress: bool = True, only: Iterable[str] | None = None) -> pd.DataFrame:
+    """Train (or reuse) every sub-model of ``spec`` into ``zoo_dir``; returns :func:`zoo_table`.
+
+    A sub-model whose card records the same configuration is reused (so an interrupted run
+    resumes); ``retrain=True`` trains everything again. ``only`` restricts to some names.
+    """
+    zoo_dir = Path(zoo_dir)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    subs = [s for s in spec.submodels() if only is None or s.name in set(only)]
+    train_data = None
+    bar = tqdm(subs, desc=f"zoo {spec.name}", disable=not progress)
+    for sub in bar:
+        bar.set_postfix_str(sub.name)
+        path = zoo_dir / f"{sub.name}.safetensors"
+        cfg, parent = spec.train_config(sub)
+        parent_card = io.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
+        parent_sha = parent_card["sha256"] if parent_card else None
+        if not retrain and _card_matches(io.read_card(path), sub, cfg, parent, parent_sha):
+            continue
+        if train_data is None:
+            train_data = load_split("train", data_dir)
+        model = sub.build()
+        if parent is not None:
+            io.load_weights(model, zoo_dir / f"{parent}.safetensors")
+        result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=sub.name)
+        metrics = evaluate_submodel(model, sub, spec.eval_config(), data_dir)
+        card = {
+            "name": sub.name, "arch": sub.arch, "family": sub.family, "sigma": sub.sigma,
+            "submodel": asdict(sub), "train": cfg.to_dict(), "init_from": parent, "init_sha256": parent_sha,
+            "params": sum(p.numel() for p in model.parameters()),
+            "train_seconds": round(result.seconds, 1), "train_images": result.images,
+            "train_losses": [round(x, 4) for x in result.losses],
+            "data_sha256": train_data.sha256(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), **metrics,
+        }
+        io.save_checkpoint(model, path, card)
+    return zoo_table(zoo_dir, [s.name for s in subs])
+
+
+def evaluate_submodel(model: torch.nn.Module, sub: SubModelSpec, ev: EvalConfig,
+                      data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Clean accuracy (fp32, no noise) and, for sigma > 0, ACA: Cohen's certify at radius 0."""
+    from .data import eval_subset
+
+    start = time.perf_counter()
+    x, y, _ = eval_subset(ev.n_test, data_dir)
+    out: dict[str, Any] = {"clean_accuracy": accuracy(model, x, y, ev.batch_size), "n_test": ev.n_test}
+    if sub.sigma > 0:
+        xa, ya = x[: ev.aca_images], y[: ev.aca_images]
+        gen = torch.Generator().manual_seed(ev.seed)
+        cert = certify(NoisyClassifier(model, sub.sigma, sub.noise_space), xa, sub.sigma, ev.n0, ev.n, ev.alpha,
+                       batch_size=ev.batch_size, generator=gen)
+        out.update(aca=float((cert.prediction == ya).float().mean()), aca_images=len(ya), aca_n0=ev.n0,
+                   aca_n=ev.n, aca_alpha=ev.alpha, abstain_rate=float((cert.prediction < 0).float().mean()))
+    out["eval_seconds"] = round(time.perf_counter() - start, 1)
+    return out
+
+
+def zoo_table(zoo_dir: str | os.PathLike, names: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per finished sub-model in ``zoo_dir`` (from the cards): name, arch, family, sigma,
+    clean_accuracy, aca, train_seconds, ... ."""
+    zoo_dir = Path(zoo_dir)
+    wanted = None if names is None else list(names)
+    rows = []
+    for card_file in sorted(zoo_dir.glob("*.json")):
+        card = io.read_card(card_file.with_suffix(".safetensors"))
+        if card is None or (wanted is not None and card["name"] not in wanted):
+            continue
+        rows.append({k: card.get(k) for k in ("name", "arch", "family", "sigma", "clean_accuracy", "aca",
+                                               "abstain_rate", "params", "train_seconds", "eval_seconds",
+                                               "init_from")})
+    cols = ["name", "arch", "family", "sigma", "clean_accuracy", "aca", "abstain_rate", "params",
+            "train_seconds", "eval_seconds", "init_from"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["family", "arch", "sigma"]).reset_index(drop=True)
+
+
+def table1(df: pd.DataFrame, sigmas: Iterable[float] | None = None) -> pd.DataFrame:
+    """Paper Table 1 layout: one row per architecture; clean accuracy of the unsmoothed model
+    and ACA per sigma, in percent."""
+    clean = df[df.sigma == 0].set_index("arch").clean_accuracy.rename("clean")
+    aca = df[df.sigma > 0].pivot_table(index="arch", columns="sigma", values="aca")
+    if sigmas is not None:
+        aca = aca.reindex(columns=[s for s in sigmas if s > 0])
+    aca.columns = [f"aca_{s:g}" for s in aca.columns]
+    out = pd.concat([clean, aca], axis=1) * 100
+    out.insert(0, "family", [family_of(a) for a in out.index])
+    out.index.name = "arch"
+    return out.round(2).reset_index()
+
+
+def admitted(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Sub-models kept in the collection: accuracy (ACA if smoothed, clean if not) >= ``threshold``.
+
+    ``threshold`` is a fraction in [0, 1] (the paper dropped sub-models near chance, ~0.10).
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold is a fraction of correct images in [0, 1], got {threshold}")
+    score = df.aca.where(df.sigma > 0, df.clean_accuracy)
+    return df[score >= threshold].reset_index(drop=True)
+
+
+def load_submodel(zoo_dir: str | os.PathLike, name: str, device: str | torch.device = "cpu") -> NoisyClassifier:
+    """A trained sub-model as a :class:`NoisyClassifier` (fp32, eval mode), hash-checked."""
+    path = Path(zoo_dir) / f"{name}.safetensors"
+    card = io.read_card(path)
+    if card is None:
+        have = sorted(p.stem for p in Path(zoo_dir).glob("*.safetensors"))
+        raise io.CheckpointError(f"no finished sub-model {name!r} in {zoo_dir}; have: {have or 'none'} — "
+                                 f"train the zoo first (make zoo)")
+    sub = SubModelSpec(**card["submodel"])
+    model = io.load_weights(sub.build(), path).to(device).eval()
+    return NoisyClassifier(model, sub.sigma, sub.noise_space).eval()

@@ -1,0 +1,126 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from semlib.attacks import BIM
+from semlib.curves import JudgeConfig, SearchConfig, asr_curve, cached, mc_verdict, search_distortion
+from semlib.smoothing import mc_success
+
+
+class Scripted(nn.Module):
+    """Votes follow a fixed sequence per image (image id in pixel [0, 0, 0]); the k-th query of
+    image i answers seq[i][k], however the queries are batched."""
+
+    def __init__(self, seqs):
+        super().__init__()
+        self.seqs = seqs
+        self.k = [0] * len(seqs)
+
+    def forward(self, x):
+        out = torch.zeros(len(x), 10)
+        for r, v in enumerate(x[:, 0, 0, 0]):
+            i = int(round(float(v) * 100))
+            out[r, self.seqs[i][self.k[i]]] = 1
+            self.k[i] += 1
+        return out
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_early_stop_verdict_equals_full_count(targeted):
+    rng = np.random.default_rng(0)
+    n, m = 50, 40
+    # vote distributions from clear-cut to borderline
+    seqs = [rng.choice(10, size=n, p=rng.dirichlet(np.full(10, 0.3))).tolist() for _ in range(m)]
+    x = torch.zeros(m, 3, 32, 32)
+    x[:, 0, 0, 0] = torch.arange(m) / 100
+    y = torch.tensor([s[0] for s in seqs])
+    target = (y + 1) % 10 if targeted else None
+    model = Scripted(seqs)
+    got, draws = mc_verdict(model, x, y, target, JudgeConfig(n=n, alpha=0.3, round_size=5))
+    counts = torch.stack([torch.bincount(torch.tensor(s), minlength=10) for s in seqs])
+    assert torch.equal(got, mc_success(counts, y, 0.3, target))
+    assert int(draws.max()) <= n and int(draws.sum()) < n * m  # some verdicts were settled early
+
+
+class Linear2(nn.Module):
+    """Two-class linear model: class 1 iff w . x + b > 0."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.w, self.b = w, b
+
+    def forward(self, x):
+        s = x.flatten(1) @ self.w + self.b
+        return torch.stack([-s, s], 1)
+
+
+def test_search_finds_the_linear_decision_threshold():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3 * 32 * 32, generator=g)
+    x = torch.full((5, 3, 32, 32), 0.5)
+    margins = torch.tensor([0.0, 0.5, 1.0, 3.0, 10.0])  # w.x + b, the score to remove
+    b = margins - float(x[0].flatten() @ w)
+    x_all, y = x, torch.ones(5, dtype=torch.long)
+    results = []
+    for i in range(5):
+        model = Linear2(w, float(b[i]))
+        df = search_distortion(BIM(steps=20), model, model, x_all[i:i + 1], y[i:i + 1],
+                               search=SearchConfig(eps0=1e-3, search_steps=12, binary_steps=20),
+                               judge=JudgeConfig(n=1))
+        results.append(float(df.distortion[0]))
+    # Linf: moving every pixel by eps against sign(w) lowers the score by eps * ||w||_1
+    expected = (margins / w.abs().sum()).tolist()
+    assert results[0] < 1e-5  # on the boundary already (up to float rounding)
+    for got, exp in zip(results[1:], expected[1:]):
+        assert got == pytest.approx(exp, rel=1e-3)
+
+
+def test_search_gives_nan_when_out_of_reach_and_counts_work():
+    w = torch.zeros(3 * 32 * 32)
+    w[0] = 1.0
+    model = Linear2(w, 5.0)  # needs a pixel change of 5: impossible within [0, 1]
+    x = torch.full((2, 3, 32, 32), 0.5)
+    y = torch.ones(2, dtype=torch.long)
+    df = search_distortion(BIM(steps=5), model, model, x, y, search=SearchConfig(eps0=0.01, search_steps=4),
+                           judge=JudgeConfig(n=1))
+    assert df.distortion.isna().all()
+    assert df.attack_runs.tolist() == [4, 4] and df.gradients.tolist() == [20, 20]
+
+
+def test_asr_curve_counts_nan_as_failure():
+    d = pd.Series([0.0, 0.01, 0.02, np.nan])
+    c = asr_curve(d, [0.0, 0.015, 1.0])
+    assert c.asr.tolist() == [0.25, 0.5, 0.75]
+    assert (c.lo <= c.asr).all() and (c.asr <= c.hi).all() and c.n.tolist() == [4] * 3
+
+
+def test_cache_reuses_results(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"a": [1, 2]})
+
+    cfg = {"attack": "bim", "eps0": 0.1}
+    a = cached(cfg, compute, tmp_path)
+    b = cached(cfg, compute, tmp_path)
+    assert len(calls) == 1 and a.equals(b)
+    cached({**cfg, "eps0": 0.2}, compute, tmp_path)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("kw", [{"eps0": 0}, {"search_steps": 0}])
+def test_bad_search_config(kw):
+    with pytest.raises(ValueError):
+        SearchConfig(**kw)
+
+
+def test_bad_judge_config():
+    with pytest.raises(ValueError, match="n"):
+        JudgeConfig(n=0)
+    with pytest.raises(ValueError, match="alpha"):
+        JudgeConfig(alpha=1.5)
