@@ -5,6 +5,11 @@ PRESET ?= laptop
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+# notebooks run in their own folders: hand them an absolute data path
+ifdef SEMLIB_DATA
+export SEMLIB_DATA := $(abspath $(SEMLIB_DATA))
+endif
+export MPLBACKEND ?= Agg
 
 .PHONY: install reproduce zoo test test-fast notebooks bench clean-smoke help
 
