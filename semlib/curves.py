@@ -226,6 +226,23 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     return df
 
 
+def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],
+                  cache_dir: str | os.PathLike, shard_size: int = 50, progress: bool = False) -> pd.DataFrame:
+    """Compute ``compute(slice)`` for consecutive shards of ``n`` examples, each cached under its
+    own key (``config`` plus the shard's range), and concatenate. An interrupted run resumes at
+    the first unfinished shard; a finished one is free. ``compute`` must seed its randomness
+    from the shard (not from the order of calls) so resumed and uninterrupted runs agree."""
+    from tqdm.auto import tqdm
+
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    parts = []
+    for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
+        sl = slice(start, min(n, start + shard_size))
+        parts.append(cached({**config, "shard": [sl.start, sl.stop]}, lambda sl=sl: compute(sl), cache_dir))
+    return pd.concat(parts, ignore_index=True)
+
+
 def config_of(obj: Any) -> dict[str, Any]:
     """A dataclass's fields plus its class name, for cache keys."""
     return {"type": type(obj).__name__, **{k: (v.value if hasattr(v, "value") else v) for k, v in asdict(obj).items()}}

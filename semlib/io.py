@@ -86,6 +86,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, card: dict[
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

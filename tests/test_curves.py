@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from semlib.attacks import BIM
-from semlib.curves import JudgeConfig, SearchConfig, asr_curve, cached, mc_verdict, search_distortion
+from semlib.curves import (JudgeConfig, SearchConfig, asr_curve, cached, cached_shards, mc_verdict,
+                           search_distortion)
 from semlib.smoothing import mc_success
 
 
@@ -124,3 +125,22 @@ def test_bad_judge_config():
         JudgeConfig(n=0)
     with pytest.raises(ValueError, match="alpha"):
         JudgeConfig(alpha=1.5)
+
+
+def test_interrupted_sharded_run_resumes(tmp_path):
+    done = []
+
+    def compute(sl, fail_at=None):
+        if sl.start == fail_at:
+            raise KeyboardInterrupt  # the run is stopped here
+        done.append(sl.start)
+        return pd.DataFrame({"example": range(sl.start, sl.stop), "distortion": [0.1] * (sl.stop - sl.start)})
+
+    cfg = {"attack": "bim"}
+    with pytest.raises(KeyboardInterrupt):
+        cached_shards(cfg, 10, lambda sl: compute(sl, fail_at=6), tmp_path, shard_size=3)
+    assert done == [0, 3]
+    df = cached_shards(cfg, 10, compute, tmp_path, shard_size=3)
+    assert done == [0, 3, 6, 9]  # finished shards were not redone
+    assert df.example.tolist() == list(range(10))
+    assert not list(tmp_path.glob("*.tmp"))  # nothing half-written
