@@ -56,12 +56,13 @@ class SearchConfig:
 
 @dataclass
 class JudgeConfig:
-    """Monte-Carlo judgement: ``n`` draws (1 for deterministic models), threshold ``alpha``,
-    votes drawn ``round_size`` at a time per undecided example."""
+    """Monte-Carlo judgement: ``n`` draws (1 for deterministic models), threshold ``alpha``.
+    Votes are drawn in rounds: per undecided example, the fewest votes after which its verdict
+    could be settled, and at least ``round_size``."""
 
     n: int = 100
     alpha: float = 0.3
-    round_size: int = 10
+    round_size: int = 1
     chunk: int = 256
 
     def __post_init__(self) -> None:
@@ -86,9 +87,10 @@ def mc_verdict(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | N
     success = torch.zeros(b, dtype=torch.bool, device=x.device)
     cls = y if target is None else target
     while bool(undecided.any()):
-        drawn = counts.sum(1)
         rows = torch.nonzero(undecided).flatten()
-        take = torch.clamp(judge.n - drawn[rows], max=judge.round_size)
+        take = _draws_until_decidable(counts[rows], cls[rows], need, judge.n, target is not None).clamp(
+            min=judge.round_size)
+        take = torch.minimum(take, judge.n - counts[rows].sum(1))
         owners = rows.repeat_interleave(take)
         for s in range(0, len(owners), judge.chunk):
             idx = owners[s:s + judge.chunk]
@@ -114,6 +116,19 @@ def mc_verdict(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | N
     return success, counts.sum(1)
 
 
+def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n: int, targeted: bool
+                           ) -> torch.Tensor:
+    """The fewest further votes after which each verdict *could* be settled early: the deciding
+    count ``d`` (untargeted: the best other class; targeted: the target) reaching ``need``
+    (success), or no longer able to reach it (failure). Never fewer than 1."""
+    left = n - counts.sum(1)
+    own = counts.gather(1, cls[:, None]).squeeze(1)
+    d = own if targeted else counts.scatter(1, cls[:, None], -1).amax(1)
+    to_success = need - d
+    to_failure = left - need + d + 1
+    return torch.minimum(to_success, to_failure).clamp(min=1)
+
+
 def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tensor, y: torch.Tensor,
                       target: torch.Tensor | None = None, *, norm: Norm | str = Norm.LINF,
                       search: SearchConfig | None = None, judge: JudgeConfig | None = None,
@@ -132,7 +147,8 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     -------
     DataFrame with one row per example: ``example`` (``ids``, e.g. canonical test indices;
     positions by default), ``distortion`` (float, NaN if
-    never successful), ``clean_success`` (already adversarial at eps 0), ``attack_runs``,
+    never successful), ``clean_success`` (already adversarial at eps 0), ``clean_correct`` (the
+    clean image is not misclassified by the Monte-Carlo rule), ``attack_runs``,
     ``gradients``, ``queries`` and ``judge_draws`` spent.
     """
     norm = as_norm(norm)
@@ -142,6 +158,11 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     b = len(x)
     dev = x.device
     clean, draws = mc_verdict(judge_model, x, y, target, judge, generator)
+    if target is None:
+        clean_correct = ~clean
+    else:  # correctness is an untargeted question: judge it separately
+        wrong, extra = mc_verdict(judge_model, x, y, None, judge, generator)
+        clean_correct, draws = ~wrong, draws + extra
     dist = torch.full((b,), float("nan"), dtype=torch.float64)
     dist[clean.cpu()] = 0.0
     lo = torch.zeros(b, dtype=x.dtype, device=dev)
@@ -186,6 +207,7 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
             progress(int(active.sum()))
     return pd.DataFrame({
         "example": np.arange(b) if ids is None else np.asarray(ids), "distortion": dist.numpy(), "clean_success": clean.cpu().numpy(),
+        "clean_correct": clean_correct.cpu().numpy(),
         "attack_runs": runs.numpy(), "gradients": grads.numpy(), "queries": queries.numpy(),
         "judge_draws": judge_draws.numpy(),
     })

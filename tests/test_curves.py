@@ -144,3 +144,15 @@ def test_interrupted_sharded_run_resumes(tmp_path):
     assert done == [0, 3, 6, 9]  # finished shards were not redone
     assert df.example.tolist() == list(range(10))
     assert not list(tmp_path.glob("*.tmp"))  # nothing half-written
+
+
+def test_targeted_search_reports_clean_correctness():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3 * 32 * 32, generator=g)
+    x = torch.full((1, 3, 32, 32), 0.5)
+    model = Linear2(w, 1.0 - float(x[0].flatten() @ w))  # class 1 with score 1
+    y, t = torch.ones(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
+    df = search_distortion(BIM(steps=20), model, model, x, y, t, search=SearchConfig(eps0=1e-3, search_steps=12),
+                           judge=JudgeConfig(n=1))
+    assert df.clean_correct.tolist() == [True] and df.clean_success.tolist() == [False]
+    assert float(df.distortion[0]) == pytest.approx(1.0 / float(w.abs().sum()), rel=1e-3)

@@ -34,6 +34,11 @@ def forward(model, x: torch.Tensor, index: torch.Tensor, generator: torch.Genera
     return call_classifier(model, x, generator)
 
 
+def default_chunk(device: torch.device) -> int:
+    """Images per forward pass by device (measured on the 2-core CPU: 1.5x slower at 1024)."""
+    return 256 if device.type == "cpu" else 8192
+
+
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """Per-example loss to *ascend*: CE(y) untargeted, -CE(target) targeted. ``[B]``."""
     if target is None:
@@ -77,7 +82,8 @@ class GradientAttack:
     decay : momentum decay (MIM: 1.0; 0 = no momentum)
     random_start : start from a random point of the eps-ball (PGD)
     eot : stochastic passes averaged per step (1 for deterministic models)
-    chunk : images per forward pass
+    chunk : images per forward pass; None picks per device (CPU 256: several passes of 128-256
+        images beat one giant batch there; GPU 8192: one big batch)
     bf16 : bf16 autocast for the passes (faster on CPUs with bf16; reported results use fp32)
     channels_last : feed the passes as channels_last (with a channels_last model)
     """
@@ -88,13 +94,13 @@ class GradientAttack:
     decay: float = 0.0
     random_start: bool = False
     eot: int = 1
-    chunk: int = 256
+    chunk: int | None = None
     bf16: bool = False
     channels_last: bool = False
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
-        if self.steps < 1 or self.eot < 1 or self.chunk < 1:
+        if self.steps < 1 or self.eot < 1 or (self.chunk is not None and self.chunk < 1):
             raise ValueError(f"steps, eot and chunk must be >= 1, got {self.steps}, {self.eot}, {self.chunk}")
 
     @property
@@ -115,7 +121,8 @@ class GradientAttack:
         for step in range(self.steps):
             if hasattr(model, "on_attack_step"):
                 model.on_attack_step(step, generator)
-            g = eot_gradient(model, x_adv, y, target, eot=self.eot, chunk=self.chunk, generator=generator,
+            g = eot_gradient(model, x_adv, y, target, eot=self.eot, chunk=self.chunk or default_chunk(x.device),
+                             generator=generator,
                              bf16=self.bf16, channels_last=self.channels_last)
             if self.decay:
                 g = g / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
