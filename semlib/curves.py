@@ -101,10 +101,12 @@ def mc_verdict(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | N
         own = counts.gather(1, cls[:, None]).squeeze(1)
         best_other = counts.scatter(1, cls[:, None], -1).amax(1)
         if target is None:
-            sure_success = best_other >= need  # an alpha fraction already voted elsewhere
+            # an alpha fraction already voted elsewhere, or y can no longer be the top class
+            sure_success = (best_other >= need) | (own + left < best_other)
             sure_fail = (best_other + left < need) & (own > best_other + left)
         else:
-            sure_success = own >= need
+            # the target has an alpha fraction, or stays the strict top class whatever comes
+            sure_success = (own >= need) | (own > best_other + left)
             sure_fail = (own + left < need) & (own + left < best_other)
         finished = left == 0
         full = counts.argmax(1)
@@ -118,15 +120,16 @@ def mc_verdict(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | N
 
 def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n: int, targeted: bool
                            ) -> torch.Tensor:
-    """The fewest further votes after which each verdict *could* be settled early: the deciding
-    count ``d`` (untargeted: the best other class; targeted: the target) reaching ``need``
-    (success), or no longer able to reach it (failure). Never fewer than 1."""
+    """A lower bound on the further votes before each verdict could be settled early (by any
+    of the rules in :func:`mc_verdict`), never below 1: drawing that many wastes no vote."""
     left = n - counts.sum(1)
     own = counts.gather(1, cls[:, None]).squeeze(1)
-    d = own if targeted else counts.scatter(1, cls[:, None], -1).amax(1)
-    to_success = need - d
-    to_failure = left - need + d + 1
-    return torch.minimum(to_success, to_failure).clamp(min=1)
+    other = counts.scatter(1, cls[:, None], -1).amax(1)
+    if targeted:
+        reach, lead, fail = need - own, (other + left - own + 2) // 2, left - need + own + 1
+    else:
+        reach, lead, fail = need - other, (own + left - other + 2) // 2, left - need + other + 1
+    return torch.minimum(torch.minimum(reach, lead), fail).clamp(min=1)
 
 
 def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tensor, y: torch.Tensor,

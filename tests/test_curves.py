@@ -30,8 +30,9 @@ class Scripted(nn.Module):
         return out
 
 
+@pytest.mark.parametrize("alpha", [0.3, 0.9])  # 0.9: verdicts settled mostly by who leads
 @pytest.mark.parametrize("targeted", [False, True])
-def test_early_stop_verdict_equals_full_count(targeted):
+def test_early_stop_verdict_equals_full_count(targeted, alpha):
     rng = np.random.default_rng(0)
     n, m = 50, 40
     # vote distributions from clear-cut to borderline
@@ -41,9 +42,9 @@ def test_early_stop_verdict_equals_full_count(targeted):
     y = torch.tensor([s[0] for s in seqs])
     target = (y + 1) % 10 if targeted else None
     model = Scripted(seqs)
-    got, draws = mc_verdict(model, x, y, target, JudgeConfig(n=n, alpha=0.3, round_size=5))
+    got, draws = mc_verdict(model, x, y, target, JudgeConfig(n=n, alpha=alpha))
     counts = torch.stack([torch.bincount(torch.tensor(s), minlength=10) for s in seqs])
-    assert torch.equal(got, mc_success(counts, y, 0.3, target))
+    assert torch.equal(got, mc_success(counts, y, alpha, target))
     assert int(draws.max()) <= n and int(draws.sum()) < n * m  # some verdicts were settled early
 
 
