@@ -40,4 +40,6 @@ def test_01_zoo_runs_on_smoke(data_dir):
     m = _metrics("01_zoo")
     assert m["metrics"]["submodels"] == len(zoo)
     assert set(m["data_sha256"]) == {"train", "test"}
+    assert m["seeds"] == {"zoo_seed": 0} and m["params"]["PRESET"] == "smoke"
+    assert m["packages"]["torch"].startswith("2.13.0") and m["wall_seconds"] >= 0
     assert (out.parent / "fig_table1.png").stat().st_size > 1000
