@@ -237,17 +237,27 @@ def cache_key(config: dict[str, Any]) -> str:
 
 def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike
            ) -> pd.DataFrame:
-    """Return the cached result of ``config`` or compute, write atomically (CSV + the config as
-    JSON) and return it. A half-written result never exists: the CSV appears via rename."""
+    """Return the cached result of ``config`` or compute it and store it.
+
+    Storage: ``<key>.csv`` written atomically, then the manifest ``<key>.json`` (the config and
+    the CSV's sha256) written atomically last. A result counts as finished only when its
+    manifest exists and the CSV's hash matches it; anything else (a crash between the two
+    writes, a truncated or edited CSV) is computed again.
+    """
     cache_dir = Path(cache_dir)
     key = cache_key(config)
-    path = cache_dir / f"{key}.csv"
-    if path.is_file():
-        return pd.read_csv(path)
+    path, manifest = cache_dir / f"{key}.csv", cache_dir / f"{key}.json"
+    if path.is_file() and manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text()).get("sha256")
+        except json.JSONDecodeError:
+            recorded = None
+        if recorded == io.sha256_file(path):
+            return pd.read_csv(path)
     df = compute()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(cache_dir / f"{key}.json", config)
     io.atomic_write_text(path, df.to_csv(index=False))
+    io.write_json(manifest, {"config": config, "sha256": io.sha256_file(path)})
     return df
 
 

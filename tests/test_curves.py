@@ -115,6 +115,24 @@ def test_cache_reuses_results(tmp_path):
     assert len(calls) == 2
 
 
+def test_cache_recomputes_what_is_corrupt_or_unfinished(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"a": [1, 2]})
+
+    cfg = {"attack": "mim"}
+    cached(cfg, compute, tmp_path)
+    (csv,) = tmp_path.glob("*.csv")
+    csv.write_text("a\n1\n")  # truncated: the hash no longer matches the manifest
+    assert cached(cfg, compute, tmp_path).a.tolist() == [1, 2] and len(calls) == 2
+    (manifest,) = tmp_path.glob("*.json")
+    manifest.unlink()  # a crash between the CSV and its manifest
+    cached(cfg, compute, tmp_path)
+    assert len(calls) == 3
+
+
 @pytest.mark.parametrize("kw", [{"eps0": 0}, {"search_steps": 0}])
 def test_bad_search_config(kw):
     with pytest.raises(ValueError):
