@@ -11,6 +11,28 @@ import yaml
 
 PRESETS = ("smoke", "laptop", "paper")
 
+_optional_str = (lambda v: v is None or isinstance(v, str), "a path or name (string) or null")
+# value rules for parameters shared by notebooks: (check, what a valid value is)
+RULES: dict[str, tuple] = {
+    "PRESET": (lambda v: v in PRESETS, f"one of {', '.join(PRESETS)}"),
+    "DATA_DIR": _optional_str,
+    "ZOO": _optional_str,
+    "ZOO_DIR": _optional_str,
+    "THRESHOLD": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                  "a fraction in [0, 1]"),
+    "N_GRID": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 200, "an integer in 1..200"),
+    "RETRAIN": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_values(params: dict[str, Any], source: str = "parameters") -> None:
+    """One clear error for the first parameter whose value is not allowed."""
+    for key, value in params.items():
+        if key in RULES:
+            ok, what = RULES[key]
+            if not ok(value):
+                raise ValueError(f"{source}: {key} = {value!r} is not allowed; expected {what}")
+
 
 def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
     """Names and default values assigned in the notebook's cell tagged ``parameters``."""
@@ -44,4 +66,5 @@ def load_params(notebook: str, preset: str, root: str | Path = ".") -> dict[str,
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"{path}: unknown parameter(s) {unknown}; the notebook's parameters are {sorted(allowed)}")
+    check_values({**params, "PRESET": preset}, str(path))
     return params

@@ -62,3 +62,27 @@ def test_zoo_spec_not_yaml(tmp_path):
     p.write_text("name: [x\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         ZooSpec.from_yaml(p)
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("THRESHOLD: 20\n", "THRESHOLD = 20 is not allowed; expected a fraction in [0, 1]"),
+    ("THRESHOLD: yes\n", "THRESHOLD = True is not allowed"),
+    ("RETRAIN: 1\n", "RETRAIN = 1 is not allowed; expected true or false"),
+    ("ZOO: 3\n", "ZOO = 3 is not allowed"),
+])
+def test_bad_params_values_are_refused(tmp_path, text, msg):
+    (tmp_path / "params" / "01_zoo").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_zoo.ipynb").write_text((ROOT / "notebooks" / "01_zoo.ipynb").read_text())
+    (tmp_path / "params" / "01_zoo" / "smoke.yaml").write_text(text)
+    with pytest.raises(ValueError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+        load_params("01_zoo", "smoke", tmp_path)
+
+
+def test_every_parameter_default_obeys_its_rule():
+    from semlib.params import RULES, check_values
+
+    for nb in NOTEBOOKS:
+        defaults = notebook_parameters(nb)
+        check_values(defaults, nb.name)
+        assert set(defaults) <= set(RULES), f"{nb.name}: parameters without a value rule"
