@@ -46,6 +46,8 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_attacks.py
+	$(BIN)/python benchmarks/bench_zoo_recipes.py
 
 clean-smoke:
 	rm -rf zoo/smoke outputs/*/smoke

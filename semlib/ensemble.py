@@ -150,8 +150,10 @@ class StochasticEnsemble(nn.Module):
 
     ``forward(x, generator)`` returns ``sum_k f_k(x + delta_k)`` over each image's own drawn
     members. ``last_draw`` (bool ``[B, M]``) is the most recent batch's realization, visible to an
-    attacker that "sees each realized ensemble" (attacker A); ``history`` keeps the last
-    ``history_size`` realizations (K and member names) for inspection.
+    attacker that "sees each realized ensemble" (attacker A); ``history`` keeps the draws of
+    the last ``history_size`` forward calls (bool masks; :meth:`realizations` lists them as
+    K and member names) — masks, because building names for every vote would cost more than
+    the votes.
 
     Parameters
     ----------
@@ -170,7 +172,7 @@ class StochasticEnsemble(nn.Module):
         self.sampler = SEMSampler(names, [families[n] for n in names], k_range)
         self.members = nn.ModuleList(members[n] for n in names)
         self.last_draw: torch.Tensor | None = None
-        self.history: deque[Realization] = deque(maxlen=history_size)
+        self.history: deque[torch.Tensor] = deque(maxlen=history_size)
 
     @property
     def names(self) -> list[str]:
@@ -179,8 +181,12 @@ class StochasticEnsemble(nn.Module):
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         mask = self.sampler.draw(n, generator)
         if self.history.maxlen:
-            self.history.extend(self.sampler.realizations(mask[-self.history.maxlen:]))
+            self.history.append(mask)
         return mask
+
+    def realizations(self) -> list[Realization]:
+        """Every recorded draw (oldest first) as K and member names."""
+        return [r for mask in self.history for r in self.sampler.realizations(mask)]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         mask = self.draw(len(x), _cpu(generator))

@@ -88,7 +88,8 @@ def test_sem_draws_per_request():
     assert torch.equal(out[:, :6] > 0, sem.last_draw)
     assert set(out.sum(1).long().tolist()) == {1, 2, 3}
     assert len({tuple(r) for r in sem.last_draw.tolist()}) > 20  # different images, different draws
-    assert len(sem.history) == 400
+    real = sem.realizations()
+    assert len(real) == 400 and [r.k for r in real] == sem.last_draw.sum(1).tolist()
 
 
 def test_fit_weights_prefers_the_useful_member():
