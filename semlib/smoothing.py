@@ -17,6 +17,7 @@ Noise space (``noise_space``):
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -96,7 +97,17 @@ class NoisyClassifier(nn.Module):
 
 def accepts_generator(classifier: Callable) -> bool:
     """Whether ``classifier`` takes a ``generator`` argument (stochastic) or only ``x``."""
-    fn = classifier.forward if isinstance(classifier, nn.Module) else classifier
+    if isinstance(classifier, nn.Module):  # decided by the class: cached, this is on every forward pass
+        return _forward_accepts_generator(type(classifier))
+    return _signature_has_generator(classifier)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_accepts_generator(cls: type) -> bool:
+    return _signature_has_generator(cls.forward)
+
+
+def _signature_has_generator(fn: Callable) -> bool:
     try:
         return "generator" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
