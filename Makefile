@@ -35,7 +35,7 @@ reproduce: $(STAMP)
 	$(BIN)/python -m semlib.pipeline --preset $(PRESET) $(NOTEBOOKS)
 
 zoo: $(STAMP)
-	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo notebooks/01_train_zoo.ipynb
+	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo notebooks/01_zoo.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -11,9 +11,19 @@
 """
 from __future__ import annotations
 
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import io
+from .ensemble import Ensemble
+from .training import TrainConfig
 
 
 class RSE(nn.Module):
@@ -69,7 +79,7 @@ def adp_loss(logits: list[torch.Tensor] | torch.Tensor, y: torch.Tensor, alpha: 
     alpha, beta, delta : weights of the ensemble entropy and of the log ensemble diversity,
         and the diversity's floor (Pang et al.: 2, 0.5, 1e-20)
     """
-    z = torch.stack(list(logits)) if not isinstance(logits, torch.Tensor) else logits
+    z = (torch.stack(list(logits)) if not isinstance(logits, torch.Tensor) else logits).float()
     k, b, c = z.shape
     if k < 2:
         raise ValueError(f"ADP needs at least 2 ensemble members, got {k}")
@@ -81,6 +91,130 @@ def adp_loss(logits: list[torch.Tensor] | torch.Tensor, y: torch.Tensor, alpha: 
     keep[torch.arange(b), y] = False
     non_max = p[:, keep].view(k, b, c - 1).permute(1, 2, 0)  # [B, C-1, K]
     non_max = non_max / non_max.norm(dim=1, keepdim=True).clamp_min(1e-20)
-    gram = non_max.transpose(1, 2) @ non_max  # [B, K, K]
-    log_det = torch.log(torch.linalg.det(gram) + delta).mean()
+    with torch.autocast(z.device.type, enabled=False):  # det has no bf16 kernel
+        gram = non_max.transpose(1, 2) @ non_max  # [B, K, K]
+        log_det = torch.log(torch.linalg.det(gram) + delta).mean()
     return ce - alpha * entropy - beta * log_det
+
+
+@dataclass
+class BaselineSpec:
+    """The Fig. 3 baselines of a zoo (the ``baselines:`` entry of ``params/zoo/<name>.yaml``).
+
+    ``members``: architectures of the fixed ensembles — the ensemble-smoothed model F (at
+    ``sigma``), the plain ensemble H and the ADP ensemble (paper: DenseNet100, ResNet50, WRN).
+    ``rse``: ``{arch, init_sigma, inner_sigma, passes, train}``; ``adp``: ``{alpha, beta, train}``.
+    Both start from the zoo's unsmoothed models (``train`` overrides the zoo's fine-tuning recipe).
+    """
+
+    members: list[str]
+    sigma: float = 0.25
+    rse: dict[str, Any] = field(default_factory=dict)
+    adp: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], zoo_spec, source: str = "zoo spec") -> "BaselineSpec":
+        allowed = {f.name for f in fields(cls)}
+        if not isinstance(raw, dict) or set(raw) - allowed or "members" not in raw:
+            raise ValueError(f"{source}: baselines must be a mapping with 'members' and only {sorted(allowed)}")
+        spec = cls(**raw)
+        for arch in [*spec.members, spec.rse.get("arch", spec.members[0])]:
+            zoo_spec.submodel(arch, 0.0)  # unknown architectures fail here
+        if len(spec.members) < 2:
+            raise ValueError(f"{source}: baselines.members needs at least 2 architectures for ADP")
+        if spec.sigma not in [float(s) for s in zoo_spec.sigmas]:
+            raise ValueError(f"{source}: baselines.sigma {spec.sigma} is not one of the zoo's sigmas {zoo_spec.sigmas}")
+        bad_rse = set(spec.rse) - {"arch", "init_sigma", "inner_sigma", "passes", "train"}
+        bad_adp = set(spec.adp) - {"alpha", "beta", "train"}
+        if bad_rse or bad_adp:
+            raise ValueError(f"{source}: unknown baseline keys {sorted(bad_rse | bad_adp)}")
+        spec.train_config(zoo_spec, "rse")
+        return spec
+
+    def train_config(self, zoo_spec, which: str) -> TrainConfig:
+        own = (self.rse if which == "rse" else self.adp).get("train", {})
+        base = {**zoo_spec.train, **(zoo_spec.finetune or {}), "sigma": 0.0, "noise_space": zoo_spec.noise_space,
+                "seed": zoo_spec.seed + (11 if which == "rse" else 13)}
+        return TrainConfig(**{**base, **own})
+
+
+class ADPEnsemble(Ensemble):
+    """The ADP-trained ensemble: plain members, logits summed (deterministic at inference)."""
+
+    def member_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [m(x) for m in self.members]
+
+
+def _adp_members(spec: BaselineSpec, zoo_spec) -> list[nn.Module]:
+    return [zoo_spec.submodel(a, 0.0).build() for a in spec.members]
+
+
+def build_baseline(which: str, spec: BaselineSpec, zoo_spec) -> nn.Module:
+    """An untrained RSE or ADP model of the shape ``spec`` describes."""
+    if which == "rse":
+        r = spec.rse
+        return RSE(zoo_spec.submodel(r.get("arch", spec.members[0]), 0.0).build(), r.get("init_sigma", 0.2),
+                   r.get("inner_sigma", 0.1), r.get("passes", 1))
+    if which == "adp":
+        return ADPEnsemble(_adp_members(spec, zoo_spec), names=spec.members)
+    raise ValueError(f"unknown baseline {which!r}; known: rse, adp")
+
+
+def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retrain: bool = False,
+                    progress: bool = True) -> pd.DataFrame:
+    """Train (or reuse) RSE and ADP into ``<zoo_dir>/baselines/``, each fine-tuned from the zoo's
+    unsmoothed models; returns one row per baseline (name, clean_accuracy, train_seconds, ...).
+    Reuse follows the zoo's rule: the card must record the same recipe and parents' hashes."""
+    from .data import eval_subset, load_split
+    from .training import accuracy, train
+
+    if zoo_spec.baselines is None:
+        raise ValueError(f"zoo {zoo_spec.name} defines no baselines; add a 'baselines:' entry to its YAML")
+    spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)
+    zoo_dir = Path(zoo_dir)
+    rows = []
+    for which in ("rse", "adp"):
+        path = zoo_dir / "baselines" / f"{which}.safetensors"
+        cfg = spec.train_config(zoo_spec, which)
+        archs = [spec.rse.get("arch", spec.members[0])] if which == "rse" else spec.members
+        parents = {a: zoo_dir / f"{zoo_spec.submodel(a, 0.0).name}.safetensors" for a in archs}
+        parent_sha = {}
+        for a, p in parents.items():
+            card = io.read_card(p)
+            if card is None:
+                raise io.CheckpointError(f"baseline {which} starts from {p.name}, which is not trained; run 01_zoo first")
+            parent_sha[a] = card["sha256"]
+        recipe = {"which": which, "spec": asdict(spec), "train": cfg.to_dict(), "parents": parent_sha}
+        card = io.read_card(path)
+        if retrain or card is None or card.get("recipe") != recipe:
+            model = build_baseline(which, spec, zoo_spec)
+            bases = [model.base] if which == "rse" else list(model.members)
+            for base, a in zip(bases, archs):
+                io.load_weights(base, parents[a])
+            train_data = load_split("train", data_dir)
+            loss_fn = None
+            if which == "adp":
+                a_, b_ = spec.adp.get("alpha", 2.0), spec.adp.get("beta", 0.5)
+                loss_fn = lambda m, xb, yb: adp_loss(m.member_logits(xb), yb, a_, b_)  # noqa: E731
+            torch.manual_seed(cfg.seed)  # RSE's noise layers draw from the global generator
+            result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=which, loss_fn=loss_fn)
+            x, y, _ = eval_subset(zoo_spec.eval_config().n_test, data_dir)
+            torch.manual_seed(0)  # RSE's noise layers draw from the global generator
+            acc = accuracy(model, x, y)
+            card = io.save_checkpoint(model, path, {
+                "name": which, "recipe": recipe, "clean_accuracy": acc, "n_test": len(y),
+                "train_seconds": round(result.seconds, 1), "train_losses": [round(v, 4) for v in result.losses],
+                "torch": torch.__version__})
+        rows.append({"name": which, "members": ",".join(archs), "clean_accuracy": card["clean_accuracy"],
+                     "train_seconds": card["train_seconds"], "epochs": cfg.epochs})
+    return pd.DataFrame(rows)
+
+
+def load_baseline(which: str, zoo_spec, zoo_dir: str | os.PathLike) -> nn.Module:
+    """A trained RSE or ADP baseline (fp32, eval mode), hash-checked."""
+    path = Path(zoo_dir) / "baselines" / f"{which}.safetensors"
+    if io.read_card(path) is None:
+        raise io.CheckpointError(f"no trained baseline {which!r} in {path.parent}; run notebook 02_baselines "
+                                 f"(it trains them)")
+    spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)
+    return io.load_weights(build_baseline(which, spec, zoo_spec), path).eval()

@@ -12,6 +12,34 @@ import yaml
 PRESETS = ("smoke", "laptop", "paper")
 
 _optional_str = (lambda v: v is None or isinstance(v, str), "a path or name (string) or null")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_positive = (lambda v: _number(v) and v > 0, "a number > 0 (pixels in [0, 1])")
+
+
+def _attacks() -> tuple[str, ...]:
+    from .attacks import ATTACKS
+
+    return tuple(ATTACKS)
+
+
+def _study(v: Any) -> bool:
+    from .study import StudyConfig
+
+    if not isinstance(v, dict):
+        return False
+    StudyConfig.from_dict(v, "STUDY")  # raises naming the bad setting
+    return True
+
+
+def _cert(v: Any) -> bool:
+    return (isinstance(v, dict) and set(v) == {"sigma", "n0", "n", "alpha"} and _number(v["sigma"]) and v["sigma"] > 0
+            and all(isinstance(v[k], int) and v[k] >= 1 for k in ("n0", "n")) and _number(v["alpha"])
+            and 0 < v["alpha"] < 1)
 # value rules for parameters shared by notebooks: (check, what a valid value is)
 RULES: dict[str, tuple] = {
     "PRESET": (lambda v: v in PRESETS, f"one of {', '.join(PRESETS)}"),
@@ -22,6 +50,18 @@ RULES: dict[str, tuple] = {
                   "a fraction in [0, 1]"),
     "N_GRID": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 200, "an integer in 1..200"),
     "RETRAIN": (lambda v: isinstance(v, bool), "true or false"),
+    "STUDY": (lambda v: _study(v), "a mapping of semlib.study.StudyConfig settings"),
+    "ATTACKS": (lambda v: isinstance(v, list) and len(v) > 0 and all(a in _attacks() for a in v),
+                "a non-empty list of attacks among bim, mim, pgd, nes, spsa, apgd"),
+    "GOALS": (lambda v: isinstance(v, list) and len(v) > 0 and all(g in ("untargeted", "targeted") for g in v),
+              "a non-empty list of goals among untargeted, targeted"),
+    "EPS_ZOOM": _positive,
+    "EPS_SMALL": _positive,
+    "EPS_MAX": _positive,
+    "MARGIN": (lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "CERT": (lambda v: _cert(v), "a mapping with sigma (> 0), n0, n (integers >= 1) and alpha in (0, 1)"),
+    "N_BOOT": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 100, "an integer >= 100"),
+    "SEED": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
 }
 
 
@@ -30,7 +70,11 @@ def check_values(params: dict[str, Any], source: str = "parameters") -> None:
     for key, value in params.items():
         if key in RULES:
             ok, what = RULES[key]
-            if not ok(value):
+            try:
+                good = ok(value)
+            except ValueError as e:  # a structured parameter names its own bad field
+                raise ValueError(f"{source}: {e}") from None
+            if not good:
                 raise ValueError(f"{source}: {key} = {value!r} is not allowed; expected {what}")
 
 

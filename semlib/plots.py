@@ -83,3 +83,103 @@ def accuracy_vs_sigma(df: pd.DataFrame, title: str | None = None):
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def asr_panels(tab: pd.DataFrame, *, solid: list[str], dashed: list[str] = (), rows: str = "goal",
+               cols: str = "attack", title: str | None = None, xlim: float | None = None, band: bool = True,
+               norm: str = "linf"):
+    """ASR-vs-distortion panels in the paper's layout: one panel per (row, column) value, solid
+    lines for ``solid`` labels (the SEM's attackers), dashed for ``dashed`` (contrast methods),
+    shaded 95% Clopper-Pearson bands. ``tab``: :func:`semlib.study.asr_table` output."""
+    _style()
+    row_vals = list(dict.fromkeys(tab[rows])) if rows else [None]
+    col_vals = list(dict.fromkeys(tab[cols]))
+    labels = [*solid, *dashed]
+    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
+    fig, axes = plt.subplots(len(row_vals), len(col_vals), figsize=(3.6 * len(col_vals), 2.9 * len(row_vals)),
+                             squeeze=False, sharey=True)
+    for i, rv in enumerate(row_vals):
+        for j, cv in enumerate(col_vals):
+            ax = axes[i, j]
+            panel = tab[(tab[cols] == cv) & ((tab[rows] == rv) if rows else True)]
+            for label in labels:
+                d = panel[panel.label == label]
+                if d.empty:
+                    continue
+                ax.plot(d.eps, d.asr, ls="--" if label in dashed else "-", color=palette[label], label=label, lw=1.6)
+                if band:
+                    ax.fill_between(d.eps, d.lo, d.hi, color=palette[label], alpha=0.05, lw=0)
+            ax.set_title(" · ".join(str(v).upper() if k == cols else str(v) for k, v in ((cols, cv), (rows, rv)) if v))
+            ax.set_xlabel(f"ε ({'L∞' if norm == 'linf' else 'L2'}, pixels in [0, 1])")
+            ax.set_ylim(-0.02, 1.02)
+            if xlim is not None:
+                ax.set_xlim(0, xlim)
+            if j == 0:
+                ax.set_ylabel("attack success rate")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    for ax in axes.flat[1:]:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 9), bbox_to_anchor=(0.5, 1.0), frameon=False)
+    if title:
+        fig.suptitle(title, y=1.06)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+def accuracy_bars(df: pd.DataFrame, x: str = "model", y: str = "accuracy", title: str | None = None):
+    """Bars of an accuracy (in [0, 1]) per model with error bars from columns ``lo``/``hi``."""
+    _style()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(df) + 1.5), 3.2))
+    pos = range(len(df))
+    ax.bar(pos, df[y] * 100, color=sns.color_palette("tab10", len(df)))
+    if {"lo", "hi"} <= set(df.columns):
+        ax.errorbar(pos, df[y] * 100, yerr=[(df[y] - df.lo) * 100, (df.hi - df[y]) * 100], fmt="none", ecolor="k",
+                    capsize=3, lw=1)
+    ax.set_xticks(list(pos), df[x], rotation=35, ha="right")
+    ax.set_ylabel(f"{y} (%)")
+    ax.set_ylim(0, 100)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def certified_curves(df: pd.DataFrame, title: str | None = None):
+    """Certified accuracy against L2 radius, one line per model (columns model, radius, accuracy)."""
+    _style()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    sns.lineplot(data=df, x="radius", y="accuracy", hue="model", ax=ax, drawstyle="steps-post")
+    ax.set_xlabel("L2 radius (pixels in [0, 1])")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+VERDICT_COLORS = {"supported": "#2a9d8f", "not supported": "#e76f51", "inconclusive": "#8d99ae"}
+
+
+def ledger(details: pd.DataFrame, title: str = "claims ledger: difference in mean ASR (95% bootstrap CI)"):
+    """Forest plot of the ledger's comparisons, coloured by verdict (``details``: one row per
+    comparison with claim, x, relation, y, diff, lo, hi, verdict)."""
+    _style()
+    d = details.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(d) + 1.2))
+    for i, r in d.iterrows():
+        c = VERDICT_COLORS.get(r.verdict, "k")
+        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - r.lo], [r.hi - r["diff"]]], fmt="o", color=c, capsize=3)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(d)), [f"{r.claim}: {r.x} {r.relation} {r.y}" for r in d.itertuples()], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("score(x) - score(y)")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

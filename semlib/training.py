@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,8 @@ def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
 
 
 def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-          progress: bool = True, desc: str = "train") -> TrainResult:
+          progress: bool = True, desc: str = "train",
+          loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> TrainResult:
     """Train ``model`` in place.
 
     Parameters
@@ -101,6 +103,8 @@ def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     x_uint8 : uint8 ``[N, 3, 32, 32]`` training images (kept as uint8; batches become floats)
     y : int64 ``[N]``
     cfg : TrainConfig
+    loss_fn : ``loss_fn(model, x, y) -> scalar`` on an augmented, noised batch; default the
+        label-smoothed cross-entropy of ``model(x)`` (the ADP baseline passes its own)
     """
     if x_uint8.dtype != torch.uint8:
         raise ValueError(f"training images must be uint8 [N, 3, 32, 32], got {x_uint8.dtype}")
@@ -142,7 +146,10 @@ def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
             with autocast(use_bf16, device):
-                loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+                if loss_fn is None:
+                    loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+                else:
+                    loss = loss_fn(model, xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

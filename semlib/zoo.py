@@ -38,7 +38,8 @@ from .outputs import project_root
 from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
 from .training import TrainConfig, accuracy, train
 
-_SPEC_KEYS = {"name", "noise_space", "sigmas", "models", "train", "finetune", "single_arch", "evaluate", "seed"}
+_SPEC_KEYS = {"name", "noise_space", "sigmas", "models", "train", "finetune", "single_arch", "evaluate", "seed",
+              "baselines"}
 _MODEL_KEYS = {"arch", "width", "depth", "stem_stride", "train"}
 _ARCH_KEYS = ("arch", "width", "depth", "stem_stride")
 
@@ -96,6 +97,7 @@ class ZooSpec:
     evaluate: dict[str, Any] = field(default_factory=dict)
     noise_space: str = "pixel"
     seed: int = 0
+    baselines: dict[str, Any] | None = None  # Fig. 3 baselines: see semlib.baselines.BaselineSpec
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "ZooSpec":
@@ -142,11 +144,21 @@ class ZooSpec:
             if self.finetune is not None:
                 TrainConfig(**{**self.train, **m.get("train", {}), **self.finetune})
         EvalConfig(**self.evaluate)
+        if self.baselines is not None:
+            from .baselines import BaselineSpec
+
+            BaselineSpec.from_dict(self.baselines, self, source)
         if self.single_arch is not None and self.single_arch.get("arch") not in seen:
             raise ValueError(f"{source}: single_arch.arch must be one of the listed models {sorted(seen)}")
 
     def _model(self, arch: str) -> dict[str, Any]:
         return next(m for m in self.models if m["arch"] == arch)
+
+    def submodel(self, arch: str, sigma: float) -> SubModelSpec:
+        """The sub-model of architecture ``arch`` at ``sigma`` as this zoo builds it."""
+        if arch not in {m["arch"] for m in self.models}:
+            raise ValueError(f"zoo {self.name} has no architecture {arch!r}; it has {[m['arch'] for m in self.models]}")
+        return self._sub(self._model(arch), sigma)
 
     def _sub(self, m: dict[str, Any], sigma: float) -> SubModelSpec:
         return SubModelSpec(sigma=float(sigma), noise_space=self.noise_space, **{k: m[k] for k in _ARCH_KEYS if k in m})

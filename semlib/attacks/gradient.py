@@ -39,23 +39,40 @@ def default_chunk(device: torch.device) -> int:
     return 256 if device.type == "cpu" else 8192
 
 
-def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-    """Per-example loss to *ascend*: CE(y) untargeted, -CE(target) targeted. ``[B]``."""
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, kind: str = "ce") -> torch.Tensor:
+    """Per-example loss to *ascend*, ``[B]``.
+
+    ``ce``: CE(y) untargeted, -CE(target) targeted. ``dlr``: the difference of logits ratio of
+    Croce & Hein (2020), ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)`` untargeted and
+    ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` targeted (z sorted decreasingly: pi).
+    """
+    z = logits.float()
+    if kind == "ce":
+        return F.cross_entropy(z, y, reduction="none") if target is None else -F.cross_entropy(z, target, reduction="none")
+    if kind != "dlr":
+        raise ValueError(f"unknown attack loss {kind!r}; choose 'ce' or 'dlr'")
+    zs = z.sort(1, descending=True).values
+    z_y = z.gather(1, y[:, None]).squeeze(1)
     if target is None:
-        return F.cross_entropy(logits.float(), y, reduction="none")
-    return -F.cross_entropy(logits.float(), target, reduction="none")
+        other = z.scatter(1, y[:, None], float("-inf")).amax(1)
+        return -(z_y - other) / (zs[:, 0] - zs[:, 2] + 1e-12)
+    z_t = z.gather(1, target[:, None]).squeeze(1)
+    return -(z_y - z_t) / (zs[:, 0] - (zs[:, 2] + zs[:, 3]) / 2 + 1e-12)
 
 
 def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None, *, eot: int = 1,
                  chunk: int = 256, generator: torch.Generator | None = None, bf16: bool = False,
-                 channels_last: bool = False) -> torch.Tensor:
-    """Mean over ``eot`` stochastic passes of the input gradient of :func:`attack_loss`. ``[B, 3, H, W]``.
+                 channels_last: bool = False, loss: str = "ce", return_loss: bool = False
+                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Mean over ``eot`` stochastic passes of the input gradient of :func:`attack_loss`. ``[B, 3, H, W]``
+    (with ``return_loss``: also the mean loss ``[B]``).
 
     ``channels_last`` feeds the passes in channels_last memory format (pays on CPUs when the
     model's weights are channels_last too: ``model.to(memory_format=torch.channels_last)``)."""
     b = len(x)
     owners = torch.arange(b, device=x.device).repeat(eot)  # sample-major: every image once per sample
     grad = torch.zeros_like(x)
+    total = torch.zeros(b, dtype=torch.float32, device=x.device)
     for s in range(0, b * eot, chunk):
         idx = owners[s:s + chunk]
         xin = x[idx].detach()
@@ -64,10 +81,11 @@ def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
         xin.requires_grad_(True)
         with autocast(bf16, x.device):
             logits = forward(model, xin, idx, generator)
-        loss = attack_loss(logits, y[idx], None if target is None else target[idx])
-        (g,) = torch.autograd.grad(loss.sum(), xin)
+        value = attack_loss(logits, y[idx], None if target is None else target[idx], loss)
+        (g,) = torch.autograd.grad(value.sum(), xin)
         grad.index_add_(0, idx, g.to(grad.dtype).contiguous())
-    return grad / eot
+        total.index_add_(0, idx, value.detach())
+    return (grad / eot, total / eot) if return_loss else grad / eot
 
 
 @dataclass

@@ -1,0 +1,182 @@
+"""The claims ledger: each of the paper's claims as a paired comparison of two curves (or two
+accuracies) on the same images, with a verdict from a cluster-bootstrap confidence interval.
+
+**Score.** For a curve and an image with minimal successful distortion ``d`` (NaN: never
+successful), the image's *success area* on ``[0, eps_hi]`` is ``1 - min(d, eps_hi) / eps_hi``
+(1 if the clean image already fails, 0 if the attack never succeeds within ``eps_hi``). Its
+mean over images is the area under the ASR curve on ``[0, eps_hi]`` divided by ``eps_hi``: the
+average ASR over that eps range. For accuracy claims the score is the clean Monte-Carlo error.
+
+**Difference.** ``delta = mean score(X) - mean score(Y)`` over the panels named (attack x
+goal) and the images, with a 95% percentile interval from a bootstrap that resamples images
+(all panels of an image together, since they share it).
+
+**Verdicts** (``margin``: the smallest difference that matters):
+
+* ``X > Y`` (X more vulnerable than Y): *supported* if the interval lies above 0; *not
+  supported* if it lies below ``margin`` (a difference that matters is ruled out); otherwise
+  *inconclusive*.
+* ``X <= Y`` (X does not exceed Y by a difference that matters): *supported* if the interval
+  lies below ``margin``; *not supported* if it lies above 0; otherwise *inconclusive*.
+
+A claim made of several comparisons is supported if all are, not supported if any is not,
+and inconclusive otherwise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+
+
+def success_area(distortion: pd.Series | np.ndarray, eps_hi: float) -> np.ndarray:
+    d = np.nan_to_num(np.asarray(distortion, dtype=float), nan=np.inf)
+    return 1.0 - np.minimum(d, eps_hi) / eps_hi
+
+
+def _scores(rows: pd.DataFrame, label: str, panels: list[tuple[str, str]], eps_hi: float, score: str) -> pd.Series:
+    """Per (attack, goal, example) score of curve ``label``."""
+    keep = rows[(rows.label == label) & rows[["attack", "goal"]].apply(tuple, axis=1).isin(panels)]
+    if keep.empty:
+        raise ValueError(f"no rows for curve {label!r} on panels {panels}; run the notebook that computes it")
+    if score == "asr":
+        values = success_area(keep.distortion, eps_hi)
+    elif score == "error":
+        values = 1.0 - keep.clean_correct.astype(float).to_numpy()
+    else:
+        raise ValueError(f"unknown score {score!r}")
+    return pd.Series(values, index=pd.MultiIndex.from_frame(keep[["attack", "goal", "example"]]))
+
+
+def paired_difference(rows: pd.DataFrame, x: str, y: str | list[str], panels: list[tuple[str, str]], *,
+                      eps_hi: float, score: str = "asr", n_boot: int = 2000, seed: int = 0) -> dict:
+    """``mean score(x) - mean score(y)`` with a 95% cluster-bootstrap interval over images.
+    ``y`` may list several curves: their per-image mean is compared (e.g. single smoothed models)."""
+    sx = _scores(rows, x, panels, eps_hi, score)
+    ys = [y] if isinstance(y, str) else list(y)
+    if len(ys) == 1 and ys[0].endswith("*"):  # every curve whose label starts so
+        ys = sorted(v for v in rows.label.unique() if v.startswith(ys[0][:-1]))
+    sy = pd.concat([_scores(rows, v, panels, eps_hi, score) for v in ys], axis=1).mean(axis=1)
+    both = pd.concat([sx.rename("x"), sy.rename("y")], axis=1, join="inner")
+    if both.empty:
+        raise ValueError(f"curves {x!r} and {ys} share no images on {panels}")
+    per_image = (both.x - both.y).groupby(level="example").sum()  # a cluster: every panel of an image
+    counts = (both.x - both.y).groupby(level="example").size()
+    diff = float(per_image.sum() / counts.sum())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_image), size=(n_boot, len(per_image)))
+    boot = per_image.to_numpy()[idx].sum(1) / counts.to_numpy()[idx].sum(1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return {"x": x, "y": ",".join(ys), "diff": diff, "lo": float(lo), "hi": float(hi), "x_mean": float(both.x.mean()),
+            "y_mean": float(both.y.mean()), "images": int(len(per_image)), "panels": len(set(p for p in both.index.droplevel(2)))}
+
+
+def verdict(lo: float, hi: float, relation: str, margin: float) -> str:
+    if relation == ">":
+        return SUPPORTED if lo > 0 else NOT_SUPPORTED if hi < margin else INCONCLUSIVE
+    if relation == "<=":
+        return SUPPORTED if hi < margin else NOT_SUPPORTED if lo > 0 else INCONCLUSIVE
+    raise ValueError(f"relation must be '>' or '<=', got {relation!r}")
+
+
+def combine(verdicts: list[str]) -> str:
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    return NOT_SUPPORTED if NOT_SUPPORTED in verdicts else INCONCLUSIVE
+
+
+@dataclass
+class Claim:
+    """A claim: comparisons ``(x, relation, y)`` of curves on ``panels`` from ``source`` (a
+    notebook's per-image rows), over eps in [0, ``eps_hi``] (``None``: the study's eps_max)."""
+
+    key: str
+    text: str
+    figure: str
+    source: str
+    comparisons: list[tuple[str, str, str | list[str]]]
+    panels: list[tuple[str, str]]
+    score: str = "asr"
+    eps_hi: float | None = None
+    notes: str = ""
+    results: list[dict] = field(default_factory=list)
+
+    def judge(self, rows: pd.DataFrame, eps_max: float, margin: float, seed: int = 0, n_boot: int = 2000) -> dict:
+        eps_hi = self.eps_hi or eps_max
+        self.results = []
+        for x, rel, y in self.comparisons:
+            r = paired_difference(rows, x, y, self.panels, eps_hi=eps_hi, score=self.score, seed=seed, n_boot=n_boot)
+            r.update(relation=rel, verdict=verdict(r["lo"], r["hi"], rel, margin))
+            self.results.append(r)
+        return {"claim": self.key, "text": self.text, "figure": self.figure, "source": self.source,
+                "verdict": combine([r["verdict"] for r in self.results]), "eps_hi": eps_hi, "margin": margin,
+                "comparisons": "; ".join(f"{r['x']} {r['relation']} {r['y']}: {r['diff']:+.3f} "
+                                         f"[{r['lo']:+.3f}, {r['hi']:+.3f}] -> {r['verdict']}" for r in self.results),
+                "images": min(r["images"] for r in self.results), "notes": self.notes}
+
+
+def paper_claims(eps_small: float) -> list[Claim]:
+    """The ledger's claims, each tied to the notebook whose curves decide it."""
+    wb = [(a, g) for g in ("untargeted", "targeted") for a in ("bim", "mim", "pgd")]
+    wb_u = [(a, "untargeted") for a in ("bim", "mim", "pgd")]
+    q = [(a, g) for g in ("untargeted", "targeted") for a in ("nes", "spsa")]
+    return [
+        Claim("H_vs_I", "the plain ensemble (H) is more vulnerable than a single model (I) under white-box attacks",
+              "fig4_5", "03_whitebox_transfer", [("H", ">", "I")], wb),
+        Claim("F_vs_G", "the ensemble-smoothed model (F) is more robust than a single smoothed model (G)",
+              "fig4_5", "03_whitebox_transfer", [("G", ">", "F")], wb),
+        Claim("B_weakest", "attacker B is the weakest of A-D",
+              "fig4_5", "03_whitebox_transfer", [("A", ">", "B"), ("C", ">", "B"), ("D", ">", "B")], wb),
+        Claim("A_vs_F_small_eps", "under the strongest attacker (A) the SEM does not exceed the ensemble-smoothed "
+              "model's ASR at small eps, untargeted", "fig4_5", "03_whitebox_transfer", [("A", "<=", "F")], wb_u,
+              eps_hi=eps_small),
+        Claim("K68_vs_K14", "a SEM with K 6..8 is more vulnerable than one with K 1..4 (attacker A)",
+              "fig7_8", "05_ensemble_strategy", [("A (K 6..8)", ">", "A")], wb),
+        Claim("WRN_vs_hetero", "the single-architecture SEM (WRN, 7 sigmas) is more vulnerable than the "
+              "heterogeneous SEM (attacker A)", "fig7_8", "05_ensemble_strategy", [("A (WRN SEM)", ">", "A")], wb),
+        Claim("clean_accuracy", "the SEM's clean Monte-Carlo accuracy is at least that of single smoothed models",
+              "certify", "06_certify_sem", [("SEM", "<=", "single smoothed*")], [("clean", "untargeted")], score="error"),
+        Claim("query_E_vs_J", "under NES / SPSA the SEM (E) is no more robust than the ensemble-smoothed model (J)",
+              "fig6", "04_query_blackbox", [("J", "<=", "E")], q),
+        Claim("adaptive", "the SEM's advantage survives an adaptive attacker (APGD with EOT over draws and noise): "
+              "its ASR stays below F's and G's", "adaptive", "06b_adaptive",
+              [("F", ">", "SEM"), ("G", ">", "SEM")], [("apgd", "untargeted")]),
+    ]
+
+
+def ledger(outputs: str | os.PathLike, preset: str, claim_list: list[Claim], *, eps_max: float, margin: float,
+           n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Judge every claim from ``<outputs>/<source>/<preset>/tab_distortions.csv``.
+
+    Returns (one row per claim, one row per comparison). A claim whose source notebook has not
+    run is reported as ``not computed``, never silently dropped."""
+    outputs = Path(outputs)
+    rows_by_source: dict[str, pd.DataFrame | None] = {}
+    ledger_rows, details = [], []
+    for c in claim_list:
+        if c.source not in rows_by_source:
+            path = outputs / c.source / preset / "tab_distortions.csv"
+            rows_by_source[c.source] = pd.read_csv(path) if path.is_file() else None
+        rows = rows_by_source[c.source]
+        if rows is None:
+            ledger_rows.append({"claim": c.key, "text": c.text, "figure": c.figure, "source": c.source,
+                                "verdict": "not computed", "comparisons": "", "images": 0,
+                                "notes": f"run notebooks/{c.source}.ipynb on {preset} first"})
+            continue
+        ledger_rows.append(c.judge(rows, eps_max, margin, seed, n_boot))
+        for r in c.results:
+            details.append({"claim": c.key, **r})
+    return pd.DataFrame(ledger_rows), pd.DataFrame(details)
+
+
+def markdown(ledger_df: pd.DataFrame) -> str:
+    """The ledger as a Markdown table (for the README and closing notes)."""
+    lines = ["| claim | verdict | evidence (difference in mean ASR [95% CI]) | images |", "|---|---|---|---|"]
+    for r in ledger_df.itertuples():
+        lines.append(f"| {r.text} | **{r.verdict}** | {r.comparisons} | {r.images} |")
+    return "\n".join(lines)
