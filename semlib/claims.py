@@ -59,8 +59,10 @@ def paired_difference(rows: pd.DataFrame, x: str, y: str | list[str], panels: li
     ``y`` may list several curves: their per-image mean is compared (e.g. single smoothed models)."""
     sx = _scores(rows, x, panels, eps_hi, score)
     ys = [y] if isinstance(y, str) else list(y)
+    y_name = ",".join(ys)
     if len(ys) == 1 and ys[0].endswith("*"):  # every curve whose label starts so
         ys = sorted(v for v in rows.label.unique() if v.startswith(ys[0][:-1]))
+        y_name = f"{y[:-1].strip()} (mean of {len(ys)})"
     sy = pd.concat([_scores(rows, v, panels, eps_hi, score) for v in ys], axis=1).mean(axis=1)
     both = pd.concat([sx.rename("x"), sy.rename("y")], axis=1, join="inner")
     if both.empty:
@@ -72,7 +74,7 @@ def paired_difference(rows: pd.DataFrame, x: str, y: str | list[str], panels: li
     idx = rng.integers(0, len(per_image), size=(n_boot, len(per_image)))
     boot = per_image.to_numpy()[idx].sum(1) / counts.to_numpy()[idx].sum(1)
     lo, hi = np.quantile(boot, [0.025, 0.975])
-    return {"x": x, "y": ",".join(ys), "diff": diff, "lo": float(lo), "hi": float(hi), "x_mean": float(both.x.mean()),
+    return {"x": x, "y": y_name, "y_curves": ",".join(ys), "diff": diff, "lo": float(lo), "hi": float(hi), "x_mean": float(both.x.mean()),
             "y_mean": float(both.y.mean()), "images": int(len(per_image)), "panels": len(set(p for p in both.index.droplevel(2)))}
 
 
@@ -180,3 +182,30 @@ def markdown(ledger_df: pd.DataFrame) -> str:
     for r in ledger_df.itertuples():
         lines.append(f"| {r.text} | **{r.verdict}** | {r.comparisons} | {r.images} |")
     return "\n".join(lines)
+
+
+def noise_space_finding(recipes_json: str | os.PathLike, paper_aca: float = 0.8015, arch: str = "resnet18") -> dict:
+    """The paper's open question — are its sigmas in pixel units? — from the recipe benchmark
+    (``benchmarks/results/zoo_recipes.json``: ACA at sigma 1.5 with pixel-space and with
+    normalized-space noise, same model and fine-tuning). *Not supported* when the pixel-space
+    ACA's 95% interval lies below the normalized-space one and below the paper's Table-1 value
+    (``paper_aca``, ResNet18 at sigma 1.5): only noise after normalization comes near the paper."""
+    import json
+
+    import torch
+
+    from .smoothing import clopper_pearson
+
+    row = next(r for r in json.loads(Path(recipes_json).read_text())["noise_space"] if r["arch"] == arch)
+    n = 100
+    (p_lo, p_hi), (n_lo, n_hi) = [[float(v) for v in clopper_pearson(torch.tensor([round(row[k] * n)]), n)]
+                                  for k in ("pixel_aca", "normalized_aca")]
+    separated = p_hi < n_lo and p_hi < paper_aca
+    verdict_ = NOT_SUPPORTED if separated else INCONCLUSIVE
+    return {"claim": "noise_space", "figure": "table1", "source": "benchmarks/bench_zoo_recipes.py",
+            "text": "the paper's sigmas are in pixel units (Table 1's ~80% ACA at sigma 1.5 is reachable with pixel-space noise)",
+            "verdict": verdict_, "images": n, "eps_hi": None, "margin": None,
+            "comparisons": (f"{arch} ACA at sigma 1.5: pixel {row['pixel_aca']:.2f} [{p_lo:.2f}, {p_hi:.2f}], "
+                            f"normalized {row['normalized_aca']:.2f} [{n_lo:.2f}, {n_hi:.2f}], paper {paper_aca:.2f}"),
+            "notes": "laptop-scale models fine-tuned 1 epoch; the paper's full-size models are stronger, so only the "
+                     "gap between the two noise spaces is evidence"}

@@ -61,6 +61,7 @@ RULES: dict[str, tuple] = {
     "MARGIN": (lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "CERT": (lambda v: _cert(v), "a mapping with sigma (> 0), n0, n (integers >= 1) and alpha in (0, 1)"),
     "N_BOOT": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 100, "an integer >= 100"),
+    "N_IMAGES": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "SEED": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
 }
 

@@ -141,8 +141,8 @@ class CurveSpec:
             raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(ATTACKS)}")
         if self.goal not in GOALS:
             raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.variant not in VARIANTS and not self.variant.startswith("custom:"):
+            raise ValueError(f"variant must be one of {VARIANTS} or 'custom:<name>', got {self.variant!r}")
         query_scenario = self.defense not in BASELINES and SCENARIOS[self.defense].query
         if query_scenario != (self.attack in QUERY_ATTACKS):
             kind = "a score-based attack (nes, spsa)" if query_scenario else "a gradient attack"
@@ -150,7 +150,7 @@ class CurveSpec:
 
     @property
     def label(self) -> str:
-        suffix = {"sem": "", "sem_k68": " (K 6..8)", "sem_wrn": " (WRN SEM)"}[self.variant]
+        suffix = {"sem": "", "sem_k68": " (K 6..8)", "sem_wrn": " (WRN SEM)"}.get(self.variant, f" ({self.variant[7:]})")
         sem_facing = self.defense in BASELINES or SCENARIOS[self.defense].defended is Defended.SEM
         return self.defense + (suffix if sem_facing or self.variant == "sem" else "")
 
@@ -182,7 +182,8 @@ class Study:
     cfg : StudyConfig
     zoo_dir : checkpoints (default ``zoo/<name>``)
     threshold : admission threshold of the collection (as in notebook 01)
-    data_dir, cache_dir : data folder; curve cache (default ``cache/curves/<zoo>``)
+    data_dir, cache_dir : data folder; curve cache (default ``$SEMLIB_CACHE/curves/<zoo>``, with
+        ``SEMLIB_CACHE`` defaulting to the project's ``cache/``)
     """
 
     def __init__(self, zoo_name: str, cfg: StudyConfig, *, zoo_dir: str | os.PathLike | None = None,
@@ -197,12 +198,14 @@ class Study:
         self.threshold = threshold
         self.baseline_spec = BaselineSpec.from_dict(self.spec.baselines, self.spec) if self.spec.baselines else None
         self.data_dir = data_dir
-        self.cache_dir = Path(cache_dir or project_root() / "cache" / "curves" / self.spec.name)
+        cache_root = Path(os.environ.get("SEMLIB_CACHE") or project_root() / "cache")
+        self.cache_dir = Path(cache_dir or cache_root / "curves" / self.spec.name)
         self.x, self.y, self.ids = eval_subset(cfg.n_images, data_dir)
         self.targets = random_targets(self.y, self.ids, cfg.seed)
         self._models: dict[str, NoisyClassifier] = {}
         self._defenses: dict[str, Defenses] = {}
         self._baselines: dict[str, nn.Module] = {}
+        self._custom: dict[str, tuple[list[str], tuple[int, int]]] = {}
         self.fingerprint = cache_key({"zoo": self.spec.name, "threshold": threshold, "cards": sorted(
             io.read_card(p.with_suffix(".safetensors"))["sha256"] for p in self.zoo_dir.rglob("*.json")
             if io.read_card(p.with_suffix(".safetensors")))})
@@ -213,8 +216,25 @@ class Study:
             self._models[name] = zoo.load_submodel(self.zoo_dir, name)
         return self._models[name]
 
+    def add_variant(self, name: str, names: list[str], k_range: tuple[int, int]) -> str:
+        """Register a SEM on the sub-models ``names`` with K in ``k_range``; returns its variant
+        (``custom:<name>``) for :class:`CurveSpec`. Its curves are cached under its members and K."""
+        unknown = sorted(set(names) - set(self.table.name))
+        if not names or unknown:
+            raise ValueError(f"a SEM needs trained sub-models of zoo {self.spec.name}; unknown: {unknown or 'none given'}")
+        k = (int(k_range[0]), int(k_range[1]))
+        if not 1 <= k[0] <= k[1]:
+            raise ValueError(f"K range must satisfy 1 <= K_min <= K_max, got {k_range}")
+        variant = f"custom:{name}"
+        if self._custom.get(variant) != (sorted(names), k):
+            self._defenses.pop(variant, None)
+        self._custom[variant] = (sorted(names), k)
+        return variant
+
     def collection(self, variant: str = "sem") -> list[str]:
         """Names of the sub-models a SEM variant draws from (admitted by ``threshold``)."""
+        if variant.startswith("custom:"):
+            return self._custom[variant][0]
         t = self.table
         if variant == "sem_wrn":
             sa = self.spec.single_arch
@@ -237,6 +257,8 @@ class Study:
             if variant == "sem_wrn":  # one family: K distinct sub-models
                 families = {n: n for n in names}
             k = self.cfg.k_range_large if variant == "sem_k68" else self.cfg.k_range
+            if variant.startswith("custom:"):
+                k = self._custom[variant][1]
             n_groups = len({families[n] for n in names})
             k_range = (min(k[0], n_groups), min(k[1], n_groups))
             bs, sigma = self.baseline_spec, self.baseline_spec.sigma
@@ -273,9 +295,12 @@ class Study:
         return make_attack(spec.attack, norm=c.norm, steps=c.steps, eot=eot or c.eot)
 
     # ----- curves -----
-    def curve(self, spec: CurveSpec, progress: bool = False) -> pd.DataFrame:
-        """One row per evaluation image for ``spec`` (cached shard by shard)."""
+    def curve(self, spec: CurveSpec, progress: bool = False, n_images: int | None = None) -> pd.DataFrame:
+        """One row per evaluation image for ``spec`` (cached shard by shard); ``n_images``: only
+        the first so many (whole shards are reused, so a shard size of 1 reuses any prefix)."""
         config = {"curve": asdict(spec), "study": self.cfg.curve_fields(spec.attack), "models": self.fingerprint}
+        if spec.variant.startswith("custom:"):
+            config["custom"] = self._custom[spec.variant]
 
         def compute(sl: slice) -> pd.DataFrame:
             attack_model, judge_model = self.models_for(spec)
@@ -290,18 +315,20 @@ class Study:
                                      norm=self.cfg.norm, search=search, judge=judge, generator=gen,
                                      ids=self.ids[sl].numpy())
 
-        rows = cached_shards(config, len(self.y), compute, self.cache_dir, self.cfg.shard_size, progress=progress)
+        n = len(self.y) if n_images is None else min(n_images, len(self.y))
+        rows = cached_shards(config, n, compute, self.cache_dir, self.cfg.shard_size, progress=progress)
         return rows.assign(label=spec.label, defense=spec.defense, attack=spec.attack, goal=spec.goal,
                            variant=spec.variant)
 
-    def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True) -> pd.DataFrame:
+    def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None
+               ) -> pd.DataFrame:
         """Rows of every curve in ``curve_specs`` (one per curve and image), with timings."""
         curve_specs = list(curve_specs)
         out = []
         bar = tqdm(curve_specs, desc="curves", disable=not progress)
         for s in bar:
             bar.set_postfix_str(f"{s.label} {s.attack} {s.goal}")
-            out.append(self.curve(s))
+            out.append(self.curve(s, n_images=n_images))
         return pd.concat(out, ignore_index=True)
 
     def clean_rows(self, models: dict[str, nn.Module], progress: bool = True) -> pd.DataFrame:

@@ -1,10 +1,14 @@
 """Every public entry point with wrong input answers with one clear line that names the
 problem (and, where there is one, the fix) — never a deep traceback. One row per case."""
+from pathlib import Path
+
 import pytest
 import torch
 
-from semlib import attacks, curves, data, ensemble, io, models, params, scenarios, smoothing, training, zoo
+from semlib import (attacks, baselines, claims, curves, data, ensemble, io, models, params, scenarios, smoothing, study,
+                    training, zoo)
 
+SMOKE = str(Path(__file__).resolve().parent.parent / "params" / "zoo" / "smoke.yaml")
 X = torch.rand(2, 3, 32, 32)
 Y = torch.zeros(2, dtype=torch.long)
 NAMES, FAMS = ["a_s0", "b_s0"], ["a", "b"]
@@ -60,6 +64,23 @@ CASES = [
     ("pickled checkpoint", lambda t: io.load_weights(torch.nn.Linear(1, 1), _write(t, "m.pt", "x")), io.CheckpointError, "only safetensors"),
     ("checkpoint without card", lambda t: io.load_weights(torch.nn.Linear(1, 1), _write(t, "m.safetensors", "x")), io.CheckpointError, "has no card"),
     ("unknown preset", lambda t: params.load_params("01_zoo", "laptp"), FileNotFoundError, "no parameters"),
+    ("unknown study setting", lambda t: study.StudyConfig.from_dict({"n_image": 3}), ValueError, "unknown setting(s) ['n_image']"),
+    ("study N < 1", lambda t: study.StudyConfig.from_dict({"judge_n": 0}), ValueError, "judge_n must be an integer >= 1"),
+    ("study alpha outside (0, 1)", lambda t: study.StudyConfig.from_dict({"alpha": 0}), ValueError, "alpha (abstention threshold) must lie in (0, 1)"),
+    ("study inverted K range", lambda t: study.StudyConfig.from_dict({"k_range": [4, 1]}), ValueError, "k_range must be [K_min, K_max]"),
+    ("curve with a query attack on A", lambda t: study.CurveSpec("A", "nes"), ValueError, "A is attacked with a gradient attack, not 'nes'"),
+    ("curve with an unknown goal", lambda t: study.CurveSpec("A", "bim", "untarget"), ValueError, "goal must be one of"),
+    ("unknown APGD loss", lambda t: attacks.APGD(loss="cw"), ValueError, "unknown APGD loss 'cw'"),
+    ("APGD zero steps", lambda t: attacks.APGD(steps=0), ValueError, "steps and eot must be >= 1"),
+    ("baselines without members", lambda t: baselines.BaselineSpec.from_dict({"sigma": 0.25}, zoo.load_spec(SMOKE)), ValueError, "baselines must be a mapping with 'members'"),
+    ("baseline member not in zoo", lambda t: baselines.BaselineSpec.from_dict({"members": ["vgg11", "resnet50"]}, zoo.load_spec(SMOKE)), ValueError, "has no architecture 'resnet50'"),
+    ("untrained baseline", lambda t: baselines.load_baseline("rse", zoo.load_spec(SMOKE), t), io.CheckpointError, "run notebook 02_baselines"),
+    ("study on an empty zoo", lambda t: study.Study(SMOKE, study.StudyConfig(), zoo_dir=t), io.CheckpointError, "no trained sub-models"),
+    ("claim relation", lambda t: claims.verdict(0.0, 1.0, "<", 0.05), ValueError, "relation must be '>' or '<='"),
+    ("study params not a mapping", lambda t: params.check_values({"STUDY": [1]}), ValueError, "STUDY = [1] is not allowed"),
+    ("study params bad setting", lambda t: params.check_values({"STUDY": {"eot": 0}}), ValueError, "eot must be an integer >= 1"),
+    ("unknown attack in params", lambda t: params.check_values({"ATTACKS": ["bim", "cw"]}), ValueError, "ATTACKS = ['bim', 'cw'] is not allowed"),
+    ("bad certify params", lambda t: params.check_values({"CERT": {"sigma": 0.25, "n0": 0, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),
 ]
 
 

@@ -43,3 +43,126 @@ def test_01_zoo_runs_on_smoke(data_dir):
     assert m["seeds"] == {"zoo_seed": 0} and m["params"]["PRESET"] == "smoke"
     assert m["packages"]["torch"].startswith("2.13.0") and m["wall_seconds"] >= 0
     assert (out.parent / "fig_table1.png").stat().st_size > 1000
+
+
+def _tables(nb: str, *names: str) -> list[pd.DataFrame]:
+    return [pd.read_csv(ROOT / "outputs" / nb / "smoke" / f"tab_{n}.csv") for n in names]
+
+
+def _figures_exist(nb: str, *names: str) -> None:
+    for n in names:
+        for ext in ("png", "pdf"):
+            assert (ROOT / "outputs" / nb / "smoke" / f"fig_{n}.{ext}").stat().st_size > 1000, (nb, n, ext)
+
+
+def _check_curves(nb: str, labels: set[str], attacks: set[str], goals: set[str]) -> pd.DataFrame:
+    rows, tab = _tables(nb, "distortions", "asr")
+    n_images = _metrics(nb)["params"]["STUDY"]["n_images"]
+    assert set(rows.label) == labels and set(rows.attack) == attacks and set(rows.goal) == goals
+    assert rows.groupby(["label", "attack", "goal"]).size().eq(n_images).all()
+    assert ((rows.distortion >= 0) | rows.distortion.isna()).all()
+    assert tab.asr.between(0, 1).all() and (tab.lo <= tab.asr + 1e-12).all() and (tab.asr <= tab.hi + 1e-12).all()
+    m = _metrics(nb)
+    assert m["seeds"]["study_seed"] == 0 and m["git_sha"] and set(m["data_sha256"]) == {"train", "test"}
+    return rows
+
+
+def test_02_baselines_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "02_baselines.ipynb", "smoke")
+    _check_curves("02_baselines", {"RSE", "ADP", "F", "G", "H", "I"}, {"bim", "mim", "pgd"}, {"untargeted", "targeted"})
+    (trained,) = _tables("02_baselines", "baselines")
+    assert list(trained.name) == ["rse", "adp"]
+    _figures_exist("02_baselines", "fig3")
+
+
+def test_03_whitebox_transfer_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "03_whitebox_transfer.ipynb", "smoke")
+    _check_curves("03_whitebox_transfer", set("ABCDFGHI"), {"bim", "mim", "pgd"}, {"untargeted", "targeted"})
+    (fig5,) = _tables("03_whitebox_transfer", "fig5")
+    assert fig5.view.nunique() == 2 and fig5[fig5.view.str.contains("<=")].eps.max() == pytest.approx(0.01)
+    _figures_exist("03_whitebox_transfer", "fig4", "fig5")
+
+
+def test_04_query_blackbox_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "04_query_blackbox.ipynb", "smoke")
+    rows = _check_curves("04_query_blackbox", set("EJKLM"), {"nes", "spsa"}, {"untargeted", "targeted"})
+    assert (rows.gradients == 0).all() and (rows.queries > 0).any()
+    _figures_exist("04_query_blackbox", "fig6")
+
+
+def test_05_ensemble_strategy_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "05_ensemble_strategy.ipynb", "smoke")
+    _check_curves("05_ensemble_strategy", {"A", "A (K 6..8)", "A (WRN SEM)", "F", "G"}, {"bim", "mim", "pgd"},
+                  {"untargeted", "targeted"})
+    _figures_exist("05_ensemble_strategy", "fig7", "fig8")
+
+
+def test_06_certify_sem_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "06_certify_sem.ipynb", "smoke")
+    acc, cert = _tables("06_certify_sem", "clean_accuracy", "certified_accuracy")
+    assert {"SEM", "F", "G"} <= set(acc.model) and acc.accuracy.between(0, 1).all()
+    assert set(cert.model) == {"SEM", "F", "G"}
+    assert (cert.sort_values("radius").groupby("model").accuracy.diff().dropna() <= 0).all()  # falls with radius
+    _figures_exist("06_certify_sem", "clean_accuracy", "certified_accuracy")
+
+
+def test_06b_adaptive_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "06b_adaptive.ipynb", "smoke")
+    _check_curves("06b_adaptive", {"SEM", "F", "G", "A"}, {"apgd", "bim"}, {"untargeted"})
+    _figures_exist("06b_adaptive", "adaptive")
+
+
+def test_07_claims_runs_on_smoke(data_dir):
+    run_notebook(ROOT / "notebooks" / "07_claims.ipynb", "smoke")
+    (ledger,) = _tables("07_claims", "ledger")
+    assert len(ledger) == 10 and ledger.claim.iloc[-1] == "noise_space"
+    assert set(ledger.verdict) <= {"supported", "not supported", "inconclusive"}  # every source notebook ran
+    assert _metrics("07_claims")["metrics"]["verdicts"] == dict(zip(ledger.claim, ledger.verdict))
+    _figures_exist("07_claims", "ledger")
+
+
+def test_smoke_curves_are_byte_identical_for_a_seed(data_dir, tmp_path):
+    """Issue 6, determinism on the smoke preset: the same seed and params give byte-identical
+    curve CSVs from scratch; another seed gives other draws."""
+    from semlib.params import load_params
+    from semlib.study import Study, StudyConfig, specs
+
+    p = load_params("03_whitebox_transfer", "smoke", ROOT)
+    curves = specs("ABF", ["pgd"], ["untargeted", "targeted"])
+    out = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        cfg = StudyConfig.from_dict({**p["STUDY"], "seed": seed})
+        study = Study("smoke", cfg, threshold=p["THRESHOLD"], data_dir=data_dir, cache_dir=tmp_path / name)
+        study.curves(curves, progress=False)
+        out[name] = sorted(f.read_bytes() for f in (tmp_path / name).glob("*.csv"))
+    assert out["a"] == out["b"]
+    assert out["a"] != out["c"]
+
+
+def test_08_explore_runs_on_smoke(data_dir):
+    out = run_notebook(ROOT / "notebooks" / "08_explore.ipynb", "smoke")
+    nb = json.loads(out.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    shown = json.dumps(outputs)
+    assert "application/vnd.jupyter.widget-view+json" in shown  # the control panel
+    assert "clean_accuracy" in shown  # the first run's accuracy table
+
+
+def test_explore_runs_and_reuses_its_cache(data_dir, tmp_path):
+    from semlib import explore
+    from semlib.study import Study, StudyConfig
+
+    cfg = StudyConfig.from_dict({"n_images": 3, "steps": 1, "eot": 1, "judge_n": 2, "search_steps": 2,
+                                 "binary_steps": 1, "shard_size": 1})
+    study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path)
+    s = explore.Settings(k_range=(1, 2), sigmas=(0.25,), archs=("vgg11", "resnet18", "wrn28_10"), n_images=2)
+    first = explore.run(study, s, progress=False)
+    assert sorted(first.members) == ["resnet18_s0.25", "vgg11_s0.25", "wrn28_10_s0.25"]
+    assert set(first.curves.label) == {f"A ({s.name()})", "F", "G"} and first.rows.groupby("label").size().eq(2).all()
+    files = sorted(tmp_path.glob("*.csv"))
+    again = explore.run(study, explore.Settings(**{**s.__dict__, "n_images": 1}), progress=False)
+    assert sorted(tmp_path.glob("*.csv")) == files  # a smaller prefix: nothing new computed
+    assert again.rows.groupby("label").size().eq(1).all()
+    with pytest.raises(ValueError, match="no admitted sub-model has sigma"):
+        explore.run(study, explore.Settings(sigmas=(3.0,), n_images=1), progress=False)

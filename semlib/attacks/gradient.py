@@ -51,6 +51,8 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | No
         return F.cross_entropy(z, y, reduction="none") if target is None else -F.cross_entropy(z, target, reduction="none")
     if kind != "dlr":
         raise ValueError(f"unknown attack loss {kind!r}; choose 'ce' or 'dlr'")
+    if z.shape[1] < (3 if target is None else 4):
+        raise ValueError(f"the DLR loss needs at least {3 if target is None else 4} classes, got {z.shape[1]}")
     zs = z.sort(1, descending=True).values
     z_y = z.gather(1, y[:, None]).squeeze(1)
     if target is None:

@@ -1,0 +1,121 @@
+"""Studies: curve specs, settings, targets, caching and determinism of curves, on the shipped
+laptop zoo with tiny attack settings."""
+import pandas as pd
+import pytest
+import torch
+
+from semlib import study as st
+from semlib.smoothing import NoisyClassifier
+from semlib.study import CurveSpec, Study, StudyConfig, asr_table, random_targets, specs, summary_table
+
+TINY = dict(n_images=3, steps=1, eot=1, judge_n=2, search_steps=2, binary_steps=1, query_budget=4, query_samples=2,
+            apgd_steps=2, apgd_eot=1, eps0=0.02, shard_size=2)
+
+
+@pytest.fixture(scope="module")
+def laptop(data_dir, tmp_path_factory):
+    return Study("laptop", StudyConfig.from_dict(TINY), threshold=0.2, data_dir=data_dir,
+                 cache_dir=tmp_path_factory.mktemp("curves"))
+
+
+@pytest.mark.parametrize("args, msg", [
+    (("Z", "bim"), "unknown scenario 'Z'"),
+    (("A", "deepfool"), "unknown attack 'deepfool'"),
+    (("A", "bim", "both"), "goal must be one of"),
+    (("A", "bim", "untargeted", "sem_k9"), "variant must be one of"),
+    (("E", "bim"), "E is attacked with a score-based attack"),
+    (("A", "nes"), "A is attacked with a gradient attack"),
+    (("RSE", "spsa"), "RSE is attacked with a gradient attack"),
+])
+def test_bad_curve_specs(args, msg):
+    with pytest.raises(ValueError, match=msg):
+        CurveSpec(*args)
+
+
+def test_labels_and_spec_lists():
+    assert CurveSpec("A", "bim", variant="sem_k68").label == "A (K 6..8)"
+    assert CurveSpec("SEM", "apgd", variant="sem_wrn").label == "SEM (WRN SEM)"
+    assert CurveSpec("F", "bim").label == "F"
+    got = specs("AB", ["bim", "pgd"], ["untargeted"])
+    assert [(s.defense, s.attack) for s in got] == [("A", "bim"), ("B", "bim"), ("A", "pgd"), ("B", "pgd")]
+
+
+@pytest.mark.parametrize("raw, msg", [
+    ({"n_image": 3}, r"unknown setting\(s\) \['n_image'\]"),
+    ({"judge_n": 0}, "judge_n must be an integer >= 1"),
+    ({"alpha": 1.0}, r"alpha \(abstention threshold\) must lie in \(0, 1\)"),
+    ({"k_range": [3, 1]}, "k_range must be"),
+    ({"norm": "l1"}, "norm must be 'linf' or 'l2'"),
+    ({"query_budget": 10, "query_samples": 25}, "query_budget"),
+    ({"eps0": 0}, "eps0 must be > 0"),
+])
+def test_bad_study_settings(raw, msg):
+    with pytest.raises(ValueError, match=msg):
+        StudyConfig.from_dict(raw)
+
+
+def test_curve_keys_hold_only_what_the_attack_uses():
+    a, b = StudyConfig(), StudyConfig(apgd_steps=7, query_budget=100, eps_max=0.5, n_images=9)
+    assert a.curve_fields("bim") == b.curve_fields("bim")  # other attacks' and plot settings are left out
+    assert a.curve_fields("apgd") != b.curve_fields("apgd") and a.curve_fields("nes") != b.curve_fields("nes")
+    assert "steps" not in a.curve_fields("nes") and "apgd_eot" in a.curve_fields("apgd")
+
+
+def test_random_targets_differ_from_labels_and_follow_the_image():
+    y = torch.arange(10).repeat(5)
+    ids = torch.arange(50) * 7
+    t = random_targets(y, ids, seed=0)
+    assert (t != y).all() and t.min() >= 0 and t.max() <= 9
+    assert torch.equal(random_targets(y[10:20], ids[10:20], 0), t[10:20])  # a subset keeps its targets
+    assert not torch.equal(random_targets(y, ids, 1), t)
+
+
+def test_collections_and_defenses(laptop):
+    sem = laptop.collection("sem")
+    assert "alexnet_s1.5" not in sem and "alexnet_s0" in sem  # AlexNet's smoothed models fail THRESHOLD 0.2
+    wrn = laptop.collection("sem_wrn")
+    assert len(wrn) == 7 and all(n.startswith("wrn28_10_s") for n in wrn)
+    assert laptop.defenses("sem").k_range == (1, 4) and laptop.defenses("sem_k68").k_range == (6, 8)
+    certified = laptop.certifiable(0.25)
+    sem_c = certified["SEM"]
+    assert isinstance(sem_c, NoisyClassifier) and sem_c.sigma == 0.25
+    assert all(m.sigma == 0 for m in sem_c.base.members)  # one shared noise draw, none per member
+
+
+def test_curves_are_cached_and_deterministic(laptop, data_dir, tmp_path, monkeypatch):
+    spec = [CurveSpec("G", "bim"), CurveSpec("H", "pgd", "targeted")]
+    first = laptop.curves(spec, progress=False)
+    assert len(first) == 2 * 3 and set(first.label) == {"G", "H"}
+    assert first.distortion.notna().any()
+    calls = []
+    real = st.search_distortion
+    monkeypatch.setattr(st, "search_distortion", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = laptop.curves(spec, progress=False)
+    assert calls == [] and again.equals(first)  # every shard came from the cache
+    fresh = Study("laptop", laptop.cfg, threshold=0.2, data_dir=data_dir, cache_dir=tmp_path / "other")
+    fresh.curves(spec, progress=False)
+    a = sorted(p.read_bytes() for p in laptop.cache_dir.glob("*.csv"))
+    b = sorted(p.read_bytes() for p in (tmp_path / "other").glob("*.csv"))
+    assert a == b, "same seed and settings: byte-identical curve CSVs"
+    other_seed = Study("laptop", StudyConfig.from_dict({**TINY, "seed": 1}), threshold=0.2, data_dir=data_dir,
+                       cache_dir=tmp_path / "seed1")
+    moved = other_seed.curves([CurveSpec("H", "pgd", "targeted")], progress=False)
+    assert not torch.equal(other_seed.targets, laptop.targets) or not moved.equals(first[first.label == "H"])
+
+
+def test_tables(laptop):
+    rows = laptop.curves([CurveSpec("I", "bim")], progress=False)
+    tab = asr_table(rows, laptop.eps_grid(5))
+    assert list(tab.eps) == pytest.approx([0, 0.025, 0.05, 0.075, 0.1])
+    assert (tab.asr.diff().dropna() >= 0).all() and (tab.lo <= tab.asr).all() and (tab.asr <= tab.hi).all()
+    summ = summary_table(rows, [0.05])
+    assert summ.loc[0, "images"] == 3 and 0 <= summ.loc[0, "asr@0.05"] <= 1
+    assert isinstance(summ, pd.DataFrame)
+
+
+def test_clean_rows_and_certificates(laptop):
+    d = laptop.defenses()
+    clean = laptop.clean_rows({"I": d.single_plain}, progress=False)
+    assert len(clean) == 3 and clean.judge_draws.eq(1).all()  # deterministic: one vote each
+    cert = laptop.certify_rows({"G": laptop.certifiable(0.25)["G"]}, 0.25, 2, 8, 0.01, progress=False)
+    assert len(cert) == 3 and (cert.radius >= 0).all() and ((cert.prediction == -1) | (cert.radius > 0)).all()
