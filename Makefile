@@ -14,7 +14,7 @@ export MPLBACKEND ?= Agg
 .PHONY: install reproduce zoo test test-fast notebooks bench clean-smoke help
 
 help:
-	@echo "make reproduce [PRESET=smoke|laptop|paper]  run every notebook into outputs/<nb>/<preset>/"
+	@echo "make reproduce [PRESET=smoke|laptop|paper] [EXECUTOR=ray]  run every notebook into outputs/<nb>/<preset>/"
 	@echo "make zoo [PRESET=...]                        retrain the preset's zoo from scratch"
 	@echo "make test                                    the whole suite (unit, notebooks on smoke, nbval)"
 	@echo "make bench                                   benchmarks (ratios, printed)"
@@ -23,7 +23,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
+	$(BIN)/python -m pip install --quiet -e '.[test,browser,ray]'
 	# test-only reference; --no-deps: it pins torchvision and an old requests
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/python -m semlib.pipeline --preset $(PRESET) $(NOTEBOOKS)
+	$(BIN)/python -m semlib.pipeline --preset $(PRESET) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(NOTEBOOKS)
 
 zoo: $(STAMP)
 	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo notebooks/01_zoo.ipynb
@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_attacks.py
 	$(BIN)/python benchmarks/bench_zoo_recipes.py
+	$(BIN)/python benchmarks/bench_ray.py
 
 clean-smoke:
 	rm -rf zoo/smoke outputs/*/smoke

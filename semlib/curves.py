@@ -235,6 +235,20 @@ def cache_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def finished(config: dict[str, Any], cache_dir: str | os.PathLike) -> bool:
+    """Whether the cache holds a complete result for ``config``: its CSV and a manifest whose
+    hash matches it (a crash between the two writes, or a damaged CSV, reads as unfinished)."""
+    key = cache_key(config)
+    path, manifest = Path(cache_dir) / f"{key}.csv", Path(cache_dir) / f"{key}.json"
+    if not (path.is_file() and manifest.is_file()):
+        return False
+    try:
+        recorded = json.loads(manifest.read_text()).get("sha256")
+    except json.JSONDecodeError:
+        return False
+    return recorded == io.sha256_file(path)
+
+
 def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike
            ) -> pd.DataFrame:
     """Return the cached result of ``config`` or compute it and store it.
@@ -247,13 +261,8 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     cache_dir = Path(cache_dir)
     key = cache_key(config)
     path, manifest = cache_dir / f"{key}.csv", cache_dir / f"{key}.json"
-    if path.is_file() and manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text()).get("sha256")
-        except json.JSONDecodeError:
-            recorded = None
-        if recorded == io.sha256_file(path):
-            return pd.read_csv(path)
+    if finished(config, cache_dir):
+        return pd.read_csv(path)
     df = compute()
     cache_dir.mkdir(parents=True, exist_ok=True)
     io.atomic_write_text(path, df.to_csv(index=False))

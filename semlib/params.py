@@ -36,6 +36,15 @@ def _study(v: Any) -> bool:
     return True
 
 
+def _executor(v: Any) -> bool:
+    from .runner import Executor
+
+    if not isinstance(v, dict):
+        return False
+    Executor.from_dict(v, "EXECUTOR")  # raises naming the bad setting
+    return True
+
+
 def _cert(v: Any) -> bool:
     return (isinstance(v, dict) and set(v) == {"sigma", "n0", "n", "alpha"} and _number(v["sigma"]) and v["sigma"] > 0
             and all(isinstance(v[k], int) and v[k] >= 1 for k in ("n0", "n")) and _number(v["alpha"])
@@ -61,6 +70,7 @@ RULES: dict[str, tuple] = {
     "MARGIN": (lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "CERT": (lambda v: _cert(v), "a mapping with sigma (> 0), n0, n (integers >= 1) and alpha in (0, 1)"),
     "N_BOOT": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 100, "an integer >= 100"),
+    "EXECUTOR": (lambda v: _executor(v), "a mapping of semlib.runner.Executor settings, e.g. {kind: ray}"),
     "N_IMAGES": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "SEED": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
 }

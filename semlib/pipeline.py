@@ -1,5 +1,6 @@
 """Run notebooks with papermill: ``python -m semlib.pipeline --preset laptop notebooks/*.ipynb``.
 
+``--executor ray`` runs the zoo's training and the curve shards as Ray tasks (semlib.runner).
 Each notebook ``notebooks/NN_name.ipynb`` runs with the parameters in
 ``params/NN_name/<preset>.yaml`` (plus ``PRESET``) and is written, executed, to
 ``outputs/NN_name/<preset>/NN_name.ipynb`` beside the figures, tables and ``metrics.json``
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .params import load_params
+from .params import load_params, notebook_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,9 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("notebooks", nargs="+", help="notebook files, run in the order given")
     ap.add_argument("--preset", default="laptop", help="smoke, laptop or paper (params/<notebook>/<preset>.yaml)")
     ap.add_argument("--retrain-zoo", action="store_true", help="retrain every zoo model (notebook 01_zoo)")
+    ap.add_argument("--executor", choices=("serial", "ray"), default=None,
+                    help="run sub-model training and curve shards as Ray tasks (a local Ray over this machine's "
+                         "cores; for a cluster set EXECUTOR: {kind: ray, address: ...} in the params files)")
     args = ap.parse_args(argv)
     for nb in args.notebooks:
-        extra = {"RETRAIN": True} if args.retrain_zoo and Path(nb).stem == "01_zoo" else None
+        extra = {"RETRAIN": True} if args.retrain_zoo and Path(nb).stem == "01_zoo" else {}
+        if args.executor and "EXECUTOR" in notebook_parameters(nb):
+            extra["EXECUTOR"] = {**load_params(Path(nb).stem, args.preset).get("EXECUTOR", {}), "kind": args.executor}
         start = time.perf_counter()
         print(f"[semlib] {nb} ({args.preset}) ...", flush=True)
         out = run_notebook(nb, args.preset, extra=extra)

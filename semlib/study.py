@@ -14,6 +14,8 @@ collection: one architecture at several sigmas).
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,11 +30,14 @@ from tqdm.auto import tqdm
 from . import io, zoo
 from .attacks import APGD, ATTACKS, make_attack
 from .baselines import BaselineSpec, load_baseline
-from .curves import JudgeConfig, SearchConfig, asr_curve, cache_key, cached_shards, mc_verdict, search_distortion
-from .data import eval_subset
+from . import runner
+from .curves import (JudgeConfig, SearchConfig, asr_curve, cache_key, cached, cached_shards, finished, mc_verdict,
+                     search_distortion)
+from .data import eval_subset, find_data_dir
 from .outputs import project_root
 from .scenarios import SCENARIOS, Defended, Defenses, build, scenario
 from .ensemble import Ensemble, StochasticEnsemble
+from .runner import Executor
 from .smoothing import NoisyClassifier, certify, clopper_pearson
 
 GOALS = ("untargeted", "targeted")
@@ -190,6 +195,8 @@ class Study:
                  threshold: float = 0.2, data_dir: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None):
         self.spec = zoo.load_spec(zoo_name)
+        self.spec_path = (Path(zoo_name) if Path(zoo_name).suffix in (".yaml", ".yml")
+                          else project_root() / "params" / "zoo" / f"{zoo_name}.yaml").resolve()
         self.cfg = cfg
         self.zoo_dir = Path(zoo_dir or zoo.default_dir(self.spec.name))
         self.table = zoo.zoo_table(self.zoo_dir)
@@ -295,35 +302,64 @@ class Study:
         return make_attack(spec.attack, norm=c.norm, steps=c.steps, eot=eot or c.eot)
 
     # ----- curves -----
-    def curve(self, spec: CurveSpec, progress: bool = False, n_images: int | None = None) -> pd.DataFrame:
-        """One row per evaluation image for ``spec`` (cached shard by shard); ``n_images``: only
-        the first so many (whole shards are reused, so a shard size of 1 reuses any prefix)."""
+    def curve_config(self, spec: CurveSpec) -> dict[str, Any]:
+        """Everything a curve depends on: its cache key (plus the shard's range)."""
         config = {"curve": asdict(spec), "study": self.cfg.curve_fields(spec.attack), "models": self.fingerprint}
         if spec.variant.startswith("custom:"):
             config["custom"] = self._custom[spec.variant]
+        return config
 
-        def compute(sl: slice) -> pd.DataFrame:
-            attack_model, judge_model = self.models_for(spec)
-            attack = self.attack_for(spec, attack_model)
-            judge = JudgeConfig(n=1 if deterministic(judge_model) else self.cfg.judge_n, alpha=self.cfg.alpha)
-            search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
-                                  binary_steps=self.cfg.binary_steps)
-            seed = int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16)
-            gen = torch.Generator().manual_seed(seed)
-            target = self.targets[sl] if spec.goal == "targeted" else None
-            return search_distortion(attack, attack_model, judge_model, self.x[sl], self.y[sl], target,
-                                     norm=self.cfg.norm, search=search, judge=judge, generator=gen,
-                                     ids=self.ids[sl].numpy())
+    def compute_shard(self, spec: CurveSpec, sl: slice) -> pd.DataFrame:
+        """The per-image rows of ``spec`` on images ``sl``, seeded by the curve and the shard."""
+        config = self.curve_config(spec)
+        attack_model, judge_model = self.models_for(spec)
+        attack = self.attack_for(spec, attack_model)
+        judge = JudgeConfig(n=1 if deterministic(judge_model) else self.cfg.judge_n, alpha=self.cfg.alpha)
+        search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
+                              binary_steps=self.cfg.binary_steps)
+        seed = int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16)
+        gen = torch.Generator().manual_seed(seed)
+        target = self.targets[sl] if spec.goal == "targeted" else None
+        return search_distortion(attack, attack_model, judge_model, self.x[sl], self.y[sl], target,
+                                 norm=self.cfg.norm, search=search, judge=judge, generator=gen,
+                                 ids=self.ids[sl].numpy())
 
+    def shards(self, n_images: int | None = None) -> list[slice]:
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
-        rows = cached_shards(config, n, compute, self.cache_dir, self.cfg.shard_size, progress=progress)
+        return [slice(s, min(n, s + self.cfg.shard_size)) for s in range(0, n, self.cfg.shard_size)]
+
+    def curve(self, spec: CurveSpec, progress: bool = False, n_images: int | None = None) -> pd.DataFrame:
+        """One row per evaluation image for ``spec`` (cached shard by shard); ``n_images``: only
+        the first so many (whole shards are reused, so a shard size of 1 reuses any prefix)."""
+        config = self.curve_config(spec)
+        n = len(self.y) if n_images is None else min(n_images, len(self.y))
+        rows = cached_shards(config, n, lambda sl: self.compute_shard(spec, sl), self.cache_dir, self.cfg.shard_size,
+                             progress=progress)
         return rows.assign(label=spec.label, defense=spec.defense, attack=spec.attack, goal=spec.goal,
                            variant=spec.variant)
 
-    def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None
-               ) -> pd.DataFrame:
-        """Rows of every curve in ``curve_specs`` (one per curve and image), with timings."""
+    def recipe(self) -> str:
+        """How to rebuild this study elsewhere (a Ray worker): absolute paths, as JSON."""
+        return json.dumps({"zoo": str(self.spec_path), "cfg": asdict(self.cfg), "zoo_dir": str(self.zoo_dir.resolve()),
+                           "threshold": self.threshold, "data_dir": str(find_data_dir(self.data_dir)),
+                           "cache_dir": str(self.cache_dir.resolve())}, sort_keys=True)
+
+    def shard_tasks(self, curve_specs: Iterable[CurveSpec], n_images: int | None = None) -> list[tuple]:
+        """One task ``(recipe, spec, start, stop)`` for :func:`compute_shard_task` per curve shard
+        the cache does not hold yet (custom variants stay in this process)."""
+        recipe = self.recipe()
+        return [(recipe, asdict(s), sl.start, sl.stop) for s in curve_specs if not s.variant.startswith("custom:")
+                for sl in self.shards(n_images)
+                if not finished({**self.curve_config(s), "shard": [sl.start, sl.stop]}, self.cache_dir)]
+
+    def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
+               executor: Executor | None = None) -> pd.DataFrame:
+        """Rows of every curve in ``curve_specs`` (one per curve and image). With a Ray
+        ``executor`` the missing shards are computed as Ray tasks first; the result is the same."""
         curve_specs = list(curve_specs)
+        if executor is not None and not executor.serial:
+            runner.run(compute_shard_task, self.shard_tasks(curve_specs, n_images), executor, desc="curve shards",
+                       progress=progress)
         out = []
         bar = tqdm(curve_specs, desc="curves", disable=not progress)
         for s in bar:
@@ -438,3 +474,20 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     """What each curve spent: attack runs, gradients, queries and judge votes (sums over images)."""
     keys = ["label", "attack", "goal"]
     return rows.groupby(keys, sort=False)[["attack_runs", "gradients", "queries", "judge_draws"]].sum().reset_index()
+
+
+@functools.lru_cache(maxsize=2)
+def _study(recipe: str) -> Study:
+    r = json.loads(recipe)
+    return Study(r["zoo"], StudyConfig(**r["cfg"]), zoo_dir=r["zoo_dir"], threshold=r["threshold"],
+                 data_dir=r["data_dir"], cache_dir=r["cache_dir"])
+
+
+def compute_shard_task(recipe: str, spec: dict, start: int, stop: int) -> str:
+    """One curve shard as a task (any process, e.g. a Ray worker): rebuilds the study from
+    ``recipe`` (once per process), computes the shard unless cached and stores it; returns its key."""
+    study = _study(recipe)
+    s = CurveSpec(**spec)
+    config = {**study.curve_config(s), "shard": [start, stop]}
+    cached(config, lambda: study.compute_shard(s, slice(start, stop)), study.cache_dir)
+    return cache_key(config)

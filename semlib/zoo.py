@@ -208,15 +208,20 @@ def _card_matches(card: dict[str, Any] | None, sub: SubModelSpec, cfg: TrainConf
 
 
 def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
-              retrain: bool = False, progress: bool = True, only: Iterable[str] | None = None) -> pd.DataFrame:
+              retrain: bool = False, progress: bool = True, only: Iterable[str] | None = None,
+              executor=None) -> pd.DataFrame:
     """Train (or reuse) every sub-model of ``spec`` into ``zoo_dir``; returns :func:`zoo_table`.
 
     A sub-model whose card records the same configuration is reused (so an interrupted run
     resumes); ``retrain=True`` trains everything again. ``only`` restricts to some names.
+    With a Ray ``executor`` (:class:`semlib.runner.Executor`) every missing sub-model is a task:
+    the unsmoothed ones first, then the ones fine-tuned from them.
     """
     zoo_dir = Path(zoo_dir)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     subs = [s for s in spec.submodels() if only is None or s.name in set(only)]
+    if executor is not None and not executor.serial and not retrain:
+        _train_on(executor, spec, zoo_dir, data_dir, subs, progress)
     train_data = None
     bar = tqdm(subs, desc=f"zoo {spec.name}", disable=not progress)
     for sub in bar:
@@ -245,6 +250,29 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
         }
         io.save_checkpoint(model, path, card)
     return zoo_table(zoo_dir, [s.name for s in subs])
+
+
+def _current(spec: ZooSpec, sub: SubModelSpec, zoo_dir: Path) -> bool:
+    cfg, parent = spec.train_config(sub)
+    parent_card = io.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
+    return _card_matches(io.read_card(zoo_dir / f"{sub.name}.safetensors"), sub, cfg, parent,
+                         parent_card["sha256"] if parent_card else None)
+
+
+def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool) -> None:
+    from . import runner
+    from .data import find_data_dir
+
+    data = str(find_data_dir(data_dir))
+    for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
+        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name) for s in wave if not _current(spec, s, zoo_dir)]
+        runner.run(train_task, tasks, executor, desc="sub-models", progress=progress)
+
+
+def train_task(spec: dict[str, Any], zoo_dir: str, data_dir: str, name: str) -> str:
+    """One sub-model's training as a task (any process, e.g. a Ray worker); returns its name."""
+    train_zoo(ZooSpec.from_dict(spec), zoo_dir, data_dir, only=[name], progress=False)
+    return name
 
 
 def evaluate_submodel(model: torch.nn.Module, sub: SubModelSpec, ev: EvalConfig,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from semlib import (attacks, baselines, claims, curves, data, ensemble, io, models, params, scenarios, smoothing, study,
-                    training, zoo)
+from semlib import (attacks, baselines, claims, curves, data, ensemble, io, models, params, runner, scenarios, smoothing,
+                    study, training, zoo)
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "params" / "zoo" / "smoke.yaml")
 X = torch.rand(2, 3, 32, 32)
@@ -80,6 +80,8 @@ CASES = [
     ("study params not a mapping", lambda t: params.check_values({"STUDY": [1]}), ValueError, "STUDY = [1] is not allowed"),
     ("study params bad setting", lambda t: params.check_values({"STUDY": {"eot": 0}}), ValueError, "eot must be an integer >= 1"),
     ("unknown attack in params", lambda t: params.check_values({"ATTACKS": ["bim", "cw"]}), ValueError, "ATTACKS = ['bim', 'cw'] is not allowed"),
+    ("unknown executor", lambda t: params.check_values({"EXECUTOR": {"kind": "dask"}}), ValueError, "kind must be 'serial' or 'ray'"),
+    ("executor with 0 cpus per task", lambda t: runner.Executor.from_dict({"kind": "ray", "cpus_per_task": 0}), ValueError, "cpus_per_task and num_cpus must be >= 1"),
     ("bad certify params", lambda t: params.check_values({"CERT": {"sigma": 0.25, "n0": 0, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),
 ]
 

@@ -1,0 +1,106 @@
+"""Where the units of work behind ``make reproduce`` run: one sub-model's training, one curve
+shard (scenario x attack x goal x images). Serially in this process by default — Ray is then
+neither needed nor imported — or as Ray tasks when the notebook's ``EXECUTOR`` parameter says
+``{"kind": "ray"}``: a local ``ray.init()`` over this machine's cores, or the cluster at
+``address``.
+
+A task is a module-level function plus its arguments; it finds its own inputs (checkpoints,
+data) by path and writes its result to the shared cache (atomically, with the hash manifest
+last), so a task that dies midway is simply run again (Ray retries it) and finished tasks are
+never redone. Seeds belong to the task's configuration, never to the worker or the order, so
+the results do not depend on the executor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How to run tasks (the ``EXECUTOR`` notebook parameter).
+
+    Parameters
+    ----------
+    kind : ``serial`` (here, in order) or ``ray``
+    address : an existing Ray cluster (``ray://host:10001`` or ``auto``); None starts a local one
+    num_cpus : worker slots of a local Ray (None: every core)
+    cpus_per_task : cores (torch threads) per task
+    gpus_per_task : GPUs asked per task; None asks 1 where the cluster has GPUs
+    max_retries : Ray's retries of a task whose worker died
+    """
+
+    kind: str = "serial"
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_task: int = 1
+    gpus_per_task: float | None = 0
+    max_retries: int = 3
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None, source: str = "EXECUTOR") -> "Executor":
+        raw = dict(raw or {})
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(allowed))
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {unknown}; allowed: {allowed}")
+        ex = cls(**raw)
+        if ex.kind not in ("serial", "ray"):
+            raise ValueError(f"{source}: kind must be 'serial' or 'ray', got {ex.kind!r}")
+        if ex.cpus_per_task < 1 or (ex.num_cpus is not None and ex.num_cpus < 1) or ex.max_retries < 0:
+            raise ValueError(f"{source}: cpus_per_task and num_cpus must be >= 1 and max_retries >= 0")
+        return ex
+
+    @property
+    def serial(self) -> bool:
+        return self.kind == "serial"
+
+
+def run(fn: Callable, tasks: Sequence[tuple], executor: Executor | None = None, desc: str = "tasks",
+        progress: bool = True) -> list:
+    """``fn(*args)`` for every ``args`` in ``tasks``, results in the order of ``tasks``."""
+    executor = executor or Executor()
+    if executor.serial or not tasks:
+        return [fn(*args) for args in tqdm(tasks, desc=desc, disable=not progress)]
+    import ray  # only here: the serial path never needs it
+
+    if not ray.is_initialized():
+        kwargs = {"address": executor.address} if executor.address else {"num_cpus": executor.num_cpus}
+        ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
+    gpus = executor.gpus_per_task
+    if gpus is None:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+    remote = ray.remote(num_cpus=executor.cpus_per_task, num_gpus=gpus, max_retries=executor.max_retries)(
+        _with_threads)
+    refs = [remote.remote(executor.cpus_per_task, fn, *args) for args in tasks]
+    done: dict = {}
+    with tqdm(total=len(refs), desc=f"{desc} (ray)", disable=not progress) as bar:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                done[r] = ray.get(r)
+                bar.update(1)
+    return [done[r] for r in refs]
+
+
+def _with_threads(threads: int, fn: Callable, *args):
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(*args)
+
+
+def crash_once(marker: str | None, fn: Callable, *args):
+    """Fault injection for the tests: when ``marker`` names a file that does not exist yet, create
+    it and kill this process with SIGKILL (a worker dying midway); otherwise ``fn(*args)``."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if marker is not None and not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fn(*args)

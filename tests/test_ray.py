@@ -1,0 +1,90 @@
+"""The Ray executor (issue 7) on the smoke preset: a local Ray with 2 single-thread workers
+writes the same curve CSVs, byte for byte, as the serial run; a worker killed midway is
+retried and nothing finished is lost or redone; zoo training runs as tasks in two waves."""
+import json
+from pathlib import Path
+
+import pytest
+
+from semlib import runner, zoo
+from semlib.study import CurveSpec, Study, StudyConfig, compute_shard_task, specs
+
+ray = pytest.importorskip("ray", reason="pip install '.[ray]'")
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = dict(n_images=4, steps=2, eot=1, judge_n=4, search_steps=3, binary_steps=2, eps0=0.01, shard_size=2)
+RAY = runner.Executor(kind="ray", num_cpus=2, cpus_per_task=1)
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(data_dir):
+    spec = zoo.load_spec("smoke")
+    zoo.train_zoo(spec, zoo.default_dir("smoke"), data_dir, progress=False)  # reused when CI already trained it
+    yield spec
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _csvs(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.csv"))}
+
+
+CURVES = specs("ACFH", ["pgd"], ["untargeted", "targeted"])
+
+
+def test_executor_settings():
+    assert runner.Executor.from_dict(None).serial
+    with pytest.raises(ValueError, match="kind must be 'serial' or 'ray'"):
+        runner.Executor.from_dict({"kind": "dask"})
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['workers'\]"):
+        runner.Executor.from_dict({"workers": 2})
+    assert runner.run(pow, [(2, 3), (3, 2)], progress=False) == [8, 9]  # serial: Ray not involved
+
+
+def test_ray_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
+    cfg = StudyConfig.from_dict(SMALL)
+    serial = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "serial")
+    a = serial.curves(CURVES, progress=False)
+    on_ray = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ray")
+    tasks = on_ray.shard_tasks(CURVES)
+    assert len(tasks) == len(CURVES) * 2  # two shards of two images per curve
+    b = on_ray.curves(CURVES, progress=False, executor=RAY)
+    assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "ray")
+    assert a.equals(b)
+    assert on_ray.shard_tasks(CURVES) == []  # all finished: nothing left to run
+
+
+def test_killed_worker_is_retried_and_finished_work_kept(smoke_zoo, data_dir, tmp_path):
+    cfg = StudyConfig.from_dict(SMALL)
+    reference = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ref")
+    reference.curves(CURVES, progress=False)
+    study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "run")
+    tasks = study.shard_tasks(CURVES)
+    # a first, interrupted run finished some shards
+    for t in tasks[:3]:
+        compute_shard_task(*t)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("*.csv")}
+    assert len(before) == 3
+    pending = study.shard_tasks(CURVES)
+    assert len(pending) == len(tasks) - 3
+    marker = tmp_path / "killed"
+    # the worker of the second pending task dies (SIGKILL) on its first attempt
+    wrapped = [(str(marker) if i == 1 else None, compute_shard_task, *t) for i, t in enumerate(pending)]
+    keys = runner.run(runner.crash_once, wrapped, RAY, progress=False)
+    assert marker.exists() and int(marker.read_text()) > 0, "a worker was killed"
+    assert len(keys) == len(pending)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("*.csv")}
+    assert {k: after[k] for k in before} == before, "finished shards were not redone"
+    assert _csvs(tmp_path / "run") == _csvs(tmp_path / "ref")
+    for manifest in (tmp_path / "run").glob("*.json"):
+        assert json.loads(manifest.read_text())["sha256"]
+
+
+def test_zoo_training_runs_as_ray_tasks(smoke_zoo, data_dir, tmp_path):
+    names = ["vgg11_s0", "vgg11_s0.25", "resnet18_s0"]
+    table = zoo.train_zoo(smoke_zoo, tmp_path, data_dir, only=names, progress=False, executor=RAY)
+    assert sorted(table.name) == sorted(names)
+    card = json.loads((tmp_path / "vgg11_s0.25.json").read_text())
+    assert card["init_from"] == "vgg11_s0" and card["init_sha256"] == json.loads(
+        (tmp_path / "vgg11_s0.json").read_text())["sha256"]
+    assert card["threads"] == 1  # trained in a single-thread Ray worker
