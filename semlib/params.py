@@ -14,6 +14,18 @@ PRESETS = ("smoke", "laptop", "paper")
 _optional_str = (lambda v: v is None or isinstance(v, str), "a path or name (string) or null")
 
 
+def settings_from_dict(cls: type, raw: dict[str, Any] | None, source: str):
+    """A settings dataclass from a parameter mapping; an unknown key is one clear error."""
+    from dataclasses import fields
+
+    raw = dict(raw or {})
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {unknown}; allowed: {allowed}")
+    return cls(**raw)
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 

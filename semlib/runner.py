@@ -12,7 +12,7 @@ the results do not depend on the executor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
@@ -41,12 +41,9 @@ class Executor:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "EXECUTOR") -> "Executor":
-        raw = dict(raw or {})
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {unknown}; allowed: {allowed}")
-        ex = cls(**raw)
+        from .params import settings_from_dict
+
+        ex = settings_from_dict(cls, raw, source)
         if ex.kind not in ("serial", "ray"):
             raise ValueError(f"{source}: kind must be 'serial' or 'ray', got {ex.kind!r}")
         if ex.cpus_per_task < 1 or (ex.num_cpus is not None and ex.num_cpus < 1) or ex.max_retries < 0:

@@ -92,7 +92,8 @@ class NoisyClassifier(nn.Module):
         return self.sigma == 0
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.base(add_noise(x, self.sigma, self.noise_space, generator))
+        # a random base (e.g. a SEM under one shared noise draw) draws from the same generator
+        return call_classifier(self.base, add_noise(x, self.sigma, self.noise_space, generator), generator)
 
 
 def accepts_generator(classifier: Callable) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,6 +35,7 @@ from .curves import (JudgeConfig, SearchConfig, asr_curve, cache_key, cached, ca
                      search_distortion)
 from .data import eval_subset, find_data_dir
 from .outputs import project_root
+from .params import settings_from_dict
 from .scenarios import SCENARIOS, Defended, Defenses, build, scenario
 from .ensemble import Ensemble, StochasticEnsemble
 from .runner import Executor
@@ -82,12 +83,7 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "STUDY") -> "StudyConfig":
-        raw = dict(raw or {})
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {unknown}; allowed: {allowed}")
-        cfg = cls(**raw)
+        cfg = settings_from_dict(cls, raw, source)
         cfg.validate(source)
         return cfg
 
@@ -412,7 +408,8 @@ class Study:
         out = []
         for label, model in tqdm(models.items(), desc="certify", disable=not progress):
             config = {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,
-                      "study": self.cfg.curve_fields(), "models": self.fingerprint}
+                      "study": self.cfg.curve_fields(), "models": self.fingerprint,
+                      "base_draws": "seeded"}  # a random base draws from the shard's generator
 
             def compute(sl: slice, model=model, config=config) -> pd.DataFrame:
                 gen = torch.Generator().manual_seed(int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))

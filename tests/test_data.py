@@ -1,7 +1,5 @@
 import pickle
-import shutil
 
-import numpy as np
 import pytest
 import torch
 

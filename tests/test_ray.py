@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from semlib import runner, zoo
-from semlib.study import CurveSpec, Study, StudyConfig, compute_shard_task, specs
+from semlib.study import Study, StudyConfig, compute_shard_task, specs
 
 ray = pytest.importorskip("ray", reason="pip install '.[ray]'")
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from semlib.ensemble import Ensemble, HeldDraws, StochasticEnsemble
-from semlib.scenarios import SCENARIOS, Defended, Defenses, View, build, known_half, scenario
+from semlib.scenarios import SCENARIOS, Defended, Defenses, build, known_half, scenario
 from semlib.smoothing import NoisyClassifier
 
 
