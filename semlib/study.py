@@ -209,9 +209,9 @@ class Study:
         self._defenses: dict[str, Defenses] = {}
         self._baselines: dict[str, nn.Module] = {}
         self._custom: dict[str, tuple[list[str], tuple[int, int]]] = {}
-        self.fingerprint = cache_key({"zoo": self.spec.name, "threshold": threshold, "cards": sorted(
-            io.read_card(p.with_suffix(".safetensors"))["sha256"] for p in self.zoo_dir.rglob("*.json")
-            if io.read_card(p.with_suffix(".safetensors")))})
+        cards = (io.read_card(p.with_suffix(".safetensors")) for p in self.zoo_dir.rglob("*.json"))
+        self.fingerprint = cache_key({"zoo": self.spec.name, "threshold": threshold,
+                                      "cards": sorted(c["sha256"] for c in cards if c)})
 
     # ----- models -----
     def submodel(self, name: str) -> NoisyClassifier:
@@ -313,8 +313,7 @@ class Study:
         judge = JudgeConfig(n=1 if deterministic(judge_model) else self.cfg.judge_n, alpha=self.cfg.alpha)
         search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
                               binary_steps=self.cfg.binary_steps)
-        seed = int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16)
-        gen = torch.Generator().manual_seed(seed)
+        gen = shard_generator(config, sl)
         target = self.targets[sl] if spec.goal == "targeted" else None
         return search_distortion(attack, attack_model, judge_model, self.x[sl], self.y[sl], target,
                                  norm=self.cfg.norm, search=search, judge=judge, generator=gen,
@@ -344,9 +343,9 @@ class Study:
         """One task ``(recipe, spec, start, stop)`` for :func:`compute_shard_task` per curve shard
         the cache does not hold yet (custom variants stay in this process)."""
         recipe = self.recipe()
-        return [(recipe, asdict(s), sl.start, sl.stop) for s in curve_specs if not s.variant.startswith("custom:")
-                for sl in self.shards(n_images)
-                if not finished({**self.curve_config(s), "shard": [sl.start, sl.stop]}, self.cache_dir)]
+        configs = [(s, self.curve_config(s)) for s in curve_specs if not s.variant.startswith("custom:")]
+        return [(recipe, asdict(s), sl.start, sl.stop) for s, config in configs for sl in self.shards(n_images)
+                if not finished({**config, "shard": [sl.start, sl.stop]}, self.cache_dir)]
 
     def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
                executor: Executor | None = None) -> pd.DataFrame:
@@ -366,19 +365,25 @@ class Study:
     def clean_rows(self, models: dict[str, nn.Module], progress: bool = True) -> pd.DataFrame:
         """Clean Monte-Carlo correctness per image of each model (cached): rows label, example,
         clean_correct, judge_draws, with attack ``clean``."""
+
+        def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
+            judge = JudgeConfig(n=1 if deterministic(model) else self.cfg.judge_n, alpha=self.cfg.alpha)
+            wrong, draws = mc_verdict(model, self.x[sl], self.y[sl], None, judge, gen)
+            return pd.DataFrame({"example": self.ids[sl].numpy(), "clean_correct": (~wrong).numpy(),
+                                 "judge_draws": draws.numpy()})
+
+        rows = self._per_model(models, lambda label: {"clean": label}, compute, "clean MC accuracy", progress)
+        return rows.assign(attack="clean", goal="untargeted")
+
+    def _per_model(self, models: dict[str, nn.Module], key, compute, desc: str, progress: bool) -> pd.DataFrame:
+        """``compute(model, shard, generator)`` for every model and image shard, cached under
+        ``key(label)`` plus the study's settings, with a column ``label``."""
         out = []
-        for label, model in tqdm(models.items(), desc="clean MC accuracy", disable=not progress):
-            config = {"clean": label, "study": self.cfg.curve_fields(), "models": self.fingerprint}
-
-            def compute(sl: slice, model=model, config=config) -> pd.DataFrame:
-                gen = torch.Generator().manual_seed(int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
-                judge = JudgeConfig(n=1 if deterministic(model) else self.cfg.judge_n, alpha=self.cfg.alpha)
-                wrong, draws = mc_verdict(model, self.x[sl], self.y[sl], None, judge, gen)
-                return pd.DataFrame({"example": self.ids[sl].numpy(), "clean_correct": (~wrong).numpy(),
-                                     "judge_draws": draws.numpy()})
-
-            rows = cached_shards(config, len(self.y), compute, self.cache_dir, self.cfg.shard_size)
-            out.append(rows.assign(label=label, attack="clean", goal="untargeted"))
+        for label, model in tqdm(models.items(), desc=desc, disable=not progress):
+            config = {**key(label), "study": self.cfg.curve_fields(), "models": self.fingerprint}
+            rows = cached_shards(config, len(self.y), lambda sl, m=model, c=config: compute(m, sl, shard_generator(c, sl)),
+                                 self.cache_dir, self.cfg.shard_size)
+            out.append(rows.assign(label=label))
         return pd.concat(out, ignore_index=True)
 
     def certifiable(self, sigma: float) -> dict[str, nn.Module]:
@@ -405,25 +410,25 @@ class Study:
     def certify_rows(self, models: dict[str, nn.Module], sigma: float, n0: int, n: int, alpha: float,
                      progress: bool = True) -> pd.DataFrame:
         """Cohen's CERTIFY per image and model (cached): label, example, prediction, correct, radius."""
-        out = []
-        for label, model in tqdm(models.items(), desc="certify", disable=not progress):
-            config = {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,
-                      "study": self.cfg.curve_fields(), "models": self.fingerprint,
-                      "base_draws": "seeded"}  # a random base draws from the shard's generator
 
-            def compute(sl: slice, model=model, config=config) -> pd.DataFrame:
-                gen = torch.Generator().manual_seed(int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
-                cert = certify(model, self.x[sl], sigma, n0, n, alpha, generator=gen)
-                return pd.DataFrame({"example": self.ids[sl].numpy(), "prediction": cert.prediction.numpy(),
-                                     "correct": (cert.prediction == self.y[sl]).numpy(),
-                                     "radius": cert.radius.numpy()})
+        def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
+            cert = certify(model, self.x[sl], sigma, n0, n, alpha, generator=gen)
+            return pd.DataFrame({"example": self.ids[sl].numpy(), "prediction": cert.prediction.numpy(),
+                                 "correct": (cert.prediction == self.y[sl]).numpy(), "radius": cert.radius.numpy()})
 
-            rows = cached_shards(config, len(self.y), compute, self.cache_dir, self.cfg.shard_size)
-            out.append(rows.assign(label=label))
-        return pd.concat(out, ignore_index=True)
+        # "base_draws": a random base draws from the shard's generator (keys of the fixed version)
+        key = lambda label: {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,  # noqa: E731
+                             "base_draws": "seeded"}
+        return self._per_model(models, key, compute, "certify", progress)
 
     def eps_grid(self, points: int = 101, eps_max: float | None = None) -> np.ndarray:
         return np.linspace(0.0, eps_max or self.cfg.eps_max, points)
+
+
+def shard_generator(config: dict[str, Any], sl: slice) -> torch.Generator:
+    """The generator of one shard: seeded by the configuration and the shard's range, so the
+    draws do not depend on the order, the process or the executor that computes it."""
+    return torch.Generator().manual_seed(int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
 
 
 def asr_table(rows: pd.DataFrame, eps_grid: np.ndarray, ci_alpha: float = 0.05) -> pd.DataFrame:

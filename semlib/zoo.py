@@ -226,12 +226,12 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
     bar = tqdm(subs, desc=f"zoo {spec.name}", disable=not progress)
     for sub in bar:
         bar.set_postfix_str(sub.name)
+        if not retrain and _current(spec, sub, zoo_dir):
+            continue
         path = zoo_dir / f"{sub.name}.safetensors"
         cfg, parent = spec.train_config(sub)
         parent_card = io.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
         parent_sha = parent_card["sha256"] if parent_card else None
-        if not retrain and _card_matches(io.read_card(path), sub, cfg, parent, parent_sha):
-            continue
         if train_data is None:
             train_data = load_split("train", data_dir)
         model = sub.build()
