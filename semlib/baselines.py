@@ -88,7 +88,7 @@ def adp_loss(logits: list[torch.Tensor] | torch.Tensor, y: torch.Tensor, alpha: 
     mean = p.mean(0)
     entropy = -(mean * mean.clamp_min(1e-20).log()).sum(-1).mean()
     keep = torch.ones(b, c, dtype=torch.bool, device=z.device)
-    keep[torch.arange(b), y] = False
+    keep[torch.arange(b, device=z.device), y] = False
     non_max = p[:, keep].view(k, b, c - 1).permute(1, 2, 0)  # [B, C-1, K]
     non_max = non_max / non_max.norm(dim=1, keepdim=True).clamp_min(1e-20)
     with torch.autocast(z.device.type, enabled=False):  # det has no bf16 kernel
@@ -161,17 +161,20 @@ def build_baseline(which: str, spec: BaselineSpec, zoo_spec) -> nn.Module:
 
 
 def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retrain: bool = False,
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, device: str | torch.device | None = None) -> pd.DataFrame:
     """Train (or reuse) RSE and ADP into ``<zoo_dir>/baselines/``, each fine-tuned from the zoo's
     unsmoothed models; returns one row per baseline (name, clean_accuracy, train_seconds, ...).
-    Reuse follows the zoo's rule: the card must record the same recipe and parents' hashes."""
+    Reuse follows the zoo's rule: the card must record the same recipe and parents' hashes.
+    ``device``: where to train (:func:`semlib.device.resolve`; None: auto)."""
     from .data import eval_subset, load_split
+    from .device import describe, resolve
     from .training import accuracy, train
 
     if zoo_spec.baselines is None:
         raise ValueError(f"zoo {zoo_spec.name} defines no baselines; add a 'baselines:' entry to its YAML")
     spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)
     zoo_dir = Path(zoo_dir)
+    dev = resolve(device)
     rows = []
     for which in ("rse", "adp"):
         path = zoo_dir / "baselines" / f"{which}.safetensors"
@@ -191,6 +194,7 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
             bases = [model.base] if which == "rse" else list(model.members)
             for base, a in zip(bases, archs):
                 io.load_weights(base, parents[a])
+            model.to(dev)
             train_data = load_split("train", data_dir)
             loss_fn = None
             if which == "adp":
@@ -204,7 +208,7 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
             card = io.save_checkpoint(model, path, {
                 "name": which, "recipe": recipe, "clean_accuracy": acc, "n_test": len(y),
                 "train_seconds": round(result.seconds, 1), "train_losses": [round(v, 4) for v in result.losses],
-                "torch": torch.__version__})
+                "torch": torch.__version__, "device": describe(dev)})
         rows.append({"name": which, "members": ",".join(archs), "clean_accuracy": card["clean_accuracy"],
                      "train_seconds": card["train_seconds"], "epochs": cfg.epochs})
     return pd.DataFrame(rows)

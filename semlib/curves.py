@@ -248,14 +248,15 @@ def finished(config: dict[str, Any], cache_dir: str | os.PathLike) -> bool:
     return recorded == io.sha256_file(path)
 
 
-def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike
-           ) -> pd.DataFrame:
+def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike,
+           info: dict[str, Any] | None = None) -> pd.DataFrame:
     """Return the cached result of ``config`` or compute it and store it.
 
     Storage: ``<key>.csv`` written atomically, then the manifest ``<key>.json`` (the config and
     the CSV's sha256) written atomically last. A result counts as finished only when its
     manifest exists and the CSV's hash matches it; anything else (a crash between the two
-    writes, a truncated or edited CSV) is computed again.
+    writes, a truncated or edited CSV) is computed again. ``info`` (e.g. the device) is
+    recorded in the manifest, not in the key.
     """
     cache_dir = Path(cache_dir)
     key = cache_key(config)
@@ -265,12 +266,14 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     df = compute()
     cache_dir.mkdir(parents=True, exist_ok=True)
     io.atomic_write_text(path, df.to_csv(index=False))
-    io.write_json(manifest, {"config": config, "sha256": io.sha256_file(path)})
+    record = {"config": config, "sha256": io.sha256_file(path)}
+    io.write_json(manifest, {**record, "computed_on": info} if info else record)
     return df
 
 
 def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],
-                  cache_dir: str | os.PathLike, shard_size: int = 50, progress: bool = False) -> pd.DataFrame:
+                  cache_dir: str | os.PathLike, shard_size: int = 50, progress: bool = False,
+                  info: dict[str, Any] | None = None) -> pd.DataFrame:
     """Compute ``compute(slice)`` for consecutive shards of ``n`` examples, each cached under its
     own key (``config`` plus the shard's range), and concatenate. An interrupted run resumes at
     the first unfinished shard; a finished one is free. ``compute`` must seed its randomness
@@ -282,7 +285,7 @@ def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.
     parts = []
     for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
         sl = slice(start, min(n, start + shard_size))
-        parts.append(cached({**config, "shard": [sl.start, sl.stop]}, lambda sl=sl: compute(sl), cache_dir))
+        parts.append(cached({**config, "shard": [sl.start, sl.stop]}, lambda sl=sl: compute(sl), cache_dir, info))
     return pd.concat(parts, ignore_index=True)
 
 

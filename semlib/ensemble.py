@@ -63,7 +63,7 @@ def fit_weights(ensemble: Ensemble, x: torch.Tensor, y: torch.Tensor, *, steps: 
     with torch.no_grad():
         logits = torch.stack([torch.cat([call_classifier(m, x[s:s + batch_size], generator)
                                          for s in range(0, len(x), batch_size)]) for m in ensemble.members])
-    theta = torch.zeros(k, requires_grad=True)
+    theta = torch.zeros(k, device=logits.device, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=lr)
     for _ in range(steps):
         w = k * theta.softmax(0)
@@ -189,7 +189,7 @@ class StochasticEnsemble(nn.Module):
         return [r for mask in self.history for r in self.sampler.realizations(mask)]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        mask = self.draw(len(x), _cpu(generator))
+        mask = self.draw(len(x), draw_generator(generator))
         self.last_draw = mask
         return self.forward_with(x, mask, generator)
 
@@ -238,7 +238,7 @@ class HeldDraws(nn.Module):
 
     def on_attack_step(self, step: int, generator: torch.Generator | None = None) -> None:
         if step % self.period == 0 or not self.masks:
-            self.masks = [self.sem.draw(self._n, _cpu(generator)) for _ in range(self.pool)]
+            self.masks = [self.sem.draw(self._n, draw_generator(generator)) for _ in range(self.pool)]
             self.sem.last_draw = self.masks[0]
 
     def forward_indexed(self, x: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None = None
@@ -251,6 +251,16 @@ class HeldDraws(nn.Module):
         return self.sem(x, generator)
 
 
-def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
-    # draws are sampled on the CPU; a CUDA generator cannot drive them
-    return generator if generator is None or generator.device.type == "cpu" else None
+def draw_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator the sampler draws from. Draws are sampled on the CPU: a CPU generator is
+    used as it is, a GPU generator through :func:`derived_cpu_generator`."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    return derived_cpu_generator(generator)
+
+
+def derived_cpu_generator(generator: torch.Generator) -> torch.Generator:
+    """A fresh CPU generator seeded by one draw of ``generator`` (on its own device): the same
+    source state gives the same stream, the source moves on, the global RNG is never touched."""
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+    return torch.Generator().manual_seed(int(seed))

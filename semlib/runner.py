@@ -28,7 +28,9 @@ class Executor:
     address : an existing Ray cluster (``ray://host:10001`` or ``auto``); None starts a local one
     num_cpus : worker slots of a local Ray (None: every core)
     cpus_per_task : cores (torch threads) per task
-    gpus_per_task : GPUs asked per task; None asks 1 where the cluster has GPUs
+    gpus_per_task : GPUs asked per task (a fraction shares one); None (default) asks 1 where the
+        cluster has GPUs and 0 where it has none. A task that got a GPU runs on it
+        (:func:`semlib.device.resolve`'s auto), one that got none runs on the CPU
     max_retries : Ray's retries of a task whose worker died
     """
 
@@ -36,7 +38,7 @@ class Executor:
     address: str | None = None
     num_cpus: int | None = None
     cpus_per_task: int = 1
-    gpus_per_task: float | None = 0
+    gpus_per_task: float | None = None
     max_retries: int = 3
 
     @classmethod
@@ -48,6 +50,9 @@ class Executor:
             raise ValueError(f"{source}: kind must be 'serial' or 'ray', got {ex.kind!r}")
         if ex.cpus_per_task < 1 or (ex.num_cpus is not None and ex.num_cpus < 1) or ex.max_retries < 0:
             raise ValueError(f"{source}: cpus_per_task and num_cpus must be >= 1 and max_retries >= 0")
+        if ex.gpus_per_task is not None and not (isinstance(ex.gpus_per_task, (int, float)) and ex.gpus_per_task >= 0):
+            raise ValueError(f"{source}: gpus_per_task must be >= 0 (or null: 1 where the cluster has GPUs), "
+                             f"got {ex.gpus_per_task}")
         return ex
 
     @property

@@ -34,6 +34,7 @@ from . import runner
 from .curves import (JudgeConfig, SearchConfig, asr_curve, cache_key, cached, cached_shards, finished, mc_verdict,
                      search_distortion)
 from .data import eval_subset, find_data_dir
+from .device import describe as describe_device, generator as make_generator, resolve as resolve_device
 from .outputs import project_root
 from .params import settings_from_dict
 from .scenarios import SCENARIOS, Defended, Defenses, build, scenario
@@ -185,11 +186,16 @@ class Study:
     threshold : admission threshold of the collection (as in notebook 01)
     data_dir, cache_dir : data folder; curve cache (default ``$SEMLIB_CACHE/curves/<zoo>``, with
         ``SEMLIB_CACHE`` defaulting to the project's ``cache/``)
+    device : where models run and noise is drawn (:func:`semlib.device.resolve`; None: auto — a
+        GPU when torch sees one). The cache key does not include it; each shard's manifest
+        records the device that computed it.
     """
 
     def __init__(self, zoo_name: str, cfg: StudyConfig, *, zoo_dir: str | os.PathLike | None = None,
                  threshold: float = 0.2, data_dir: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None):
+        self.device = resolve_device(device)
+        self._device_request = "auto" if device is None else str(device)
         self.spec = zoo.load_spec(zoo_name)
         self.spec_path = (Path(zoo_name) if Path(zoo_name).suffix in (".yaml", ".yml")
                           else project_root() / "params" / "zoo" / f"{zoo_name}.yaml").resolve()
@@ -216,7 +222,7 @@ class Study:
     # ----- models -----
     def submodel(self, name: str) -> NoisyClassifier:
         if name not in self._models:
-            self._models[name] = zoo.load_submodel(self.zoo_dir, name)
+            self._models[name] = zoo.load_submodel(self.zoo_dir, name, self.device)
         return self._models[name]
 
     def add_variant(self, name: str, names: list[str], k_range: tuple[int, int]) -> str:
@@ -275,7 +281,7 @@ class Study:
 
     def baseline(self, name: str) -> nn.Module:
         if name not in self._baselines:
-            self._baselines[name] = load_baseline(name.lower(), self.spec, self.zoo_dir)
+            self._baselines[name] = load_baseline(name.lower(), self.spec, self.zoo_dir).to(self.device)
         return self._baselines[name]
 
     def models_for(self, spec: CurveSpec) -> tuple[nn.Module, nn.Module]:
@@ -313,11 +319,19 @@ class Study:
         judge = JudgeConfig(n=1 if deterministic(judge_model) else self.cfg.judge_n, alpha=self.cfg.alpha)
         search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
                               binary_steps=self.cfg.binary_steps)
-        gen = shard_generator(config, sl)
-        target = self.targets[sl] if spec.goal == "targeted" else None
-        return search_distortion(attack, attack_model, judge_model, self.x[sl], self.y[sl], target,
+        gen = shard_generator(config, sl, self.device)
+        x, y, target = self._images(sl, spec.goal == "targeted")
+        return search_distortion(attack, attack_model, judge_model, x, y, target,
                                  norm=self.cfg.norm, search=search, judge=judge, generator=gen,
                                  ids=self.ids[sl].numpy())
+
+    def _images(self, sl: slice, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Images, labels and (if ``targeted``) targets of shard ``sl`` on the study's device."""
+        to = lambda t: t[sl].to(self.device)  # noqa: E731
+        return to(self.x), to(self.y), to(self.targets) if targeted else None
+
+    def _store(self, config: dict[str, Any], compute) -> pd.DataFrame:
+        return cached(config, compute, self.cache_dir, info={"device": describe_device(self.device)})
 
     def shards(self, n_images: int | None = None) -> list[slice]:
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
@@ -329,7 +343,7 @@ class Study:
         config = self.curve_config(spec)
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
         rows = cached_shards(config, n, lambda sl: self.compute_shard(spec, sl), self.cache_dir, self.cfg.shard_size,
-                             progress=progress)
+                             progress=progress, info={"device": describe_device(self.device)})
         return rows.assign(label=spec.label, defense=spec.defense, attack=spec.attack, goal=spec.goal,
                            variant=spec.variant)
 
@@ -337,7 +351,7 @@ class Study:
         """How to rebuild this study elsewhere (a Ray worker): absolute paths, as JSON."""
         return json.dumps({"zoo": str(self.spec_path), "cfg": asdict(self.cfg), "zoo_dir": str(self.zoo_dir.resolve()),
                            "threshold": self.threshold, "data_dir": str(find_data_dir(self.data_dir)),
-                           "cache_dir": str(self.cache_dir.resolve())}, sort_keys=True)
+                           "cache_dir": str(self.cache_dir.resolve()), "device": self._device_request}, sort_keys=True)
 
     def shard_tasks(self, curve_specs: Iterable[CurveSpec], n_images: int | None = None) -> list[tuple]:
         """One task ``(recipe, spec, start, stop)`` for :func:`compute_shard_task` per curve shard
@@ -368,9 +382,10 @@ class Study:
 
         def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
             judge = JudgeConfig(n=1 if deterministic(model) else self.cfg.judge_n, alpha=self.cfg.alpha)
-            wrong, draws = mc_verdict(model, self.x[sl], self.y[sl], None, judge, gen)
-            return pd.DataFrame({"example": self.ids[sl].numpy(), "clean_correct": (~wrong).numpy(),
-                                 "judge_draws": draws.numpy()})
+            x, y, _ = self._images(sl)
+            wrong, draws = mc_verdict(model, x, y, None, judge, gen)
+            return pd.DataFrame({"example": self.ids[sl].numpy(), "clean_correct": (~wrong).cpu().numpy(),
+                                 "judge_draws": draws.cpu().numpy()})
 
         rows = self._per_model(models, lambda label: {"clean": label}, compute, "clean MC accuracy", progress)
         return rows.assign(attack="clean", goal="untargeted")
@@ -381,8 +396,9 @@ class Study:
         out = []
         for label, model in tqdm(models.items(), desc=desc, disable=not progress):
             config = {**key(label), "study": self.cfg.curve_fields(), "models": self.fingerprint}
-            rows = cached_shards(config, len(self.y), lambda sl, m=model, c=config: compute(m, sl, shard_generator(c, sl)),
-                                 self.cache_dir, self.cfg.shard_size)
+            rows = cached_shards(config, len(self.y),
+                                 lambda sl, m=model, c=config: compute(m, sl, shard_generator(c, sl, self.device)),
+                                 self.cache_dir, self.cfg.shard_size, info={"device": describe_device(self.device)})
             out.append(rows.assign(label=label))
         return pd.concat(out, ignore_index=True)
 
@@ -404,7 +420,7 @@ class Study:
         space = self.spec.noise_space
         return {"SEM": NoisyClassifier(sem, sigma, space),
                 "F": NoisyClassifier(Ensemble([base(a) for a in self.baseline_spec.members],
-                                              names=self.baseline_spec.members), sigma, space),
+                                              names=self.baseline_spec.members).to(self.device), sigma, space),
                 "G": NoisyClassifier(base(self.cfg.single_arch), sigma, space)}
 
     def certify_rows(self, models: dict[str, nn.Module], sigma: float, n0: int, n: int, alpha: float,
@@ -412,9 +428,11 @@ class Study:
         """Cohen's CERTIFY per image and model (cached): label, example, prediction, correct, radius."""
 
         def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
-            cert = certify(model, self.x[sl], sigma, n0, n, alpha, generator=gen)
-            return pd.DataFrame({"example": self.ids[sl].numpy(), "prediction": cert.prediction.numpy(),
-                                 "correct": (cert.prediction == self.y[sl]).numpy(), "radius": cert.radius.numpy()})
+            x, _, _ = self._images(sl)
+            cert = certify(model, x, sigma, n0, n, alpha, generator=gen)
+            pred = cert.prediction.cpu()
+            return pd.DataFrame({"example": self.ids[sl].numpy(), "prediction": pred.numpy(),
+                                 "correct": (pred == self.y[sl]).numpy(), "radius": cert.radius.cpu().numpy()})
 
         # "base_draws": a random base draws from the shard's generator (keys of the fixed version)
         key = lambda label: {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,  # noqa: E731
@@ -425,10 +443,10 @@ class Study:
         return np.linspace(0.0, eps_max or self.cfg.eps_max, points)
 
 
-def shard_generator(config: dict[str, Any], sl: slice) -> torch.Generator:
-    """The generator of one shard: seeded by the configuration and the shard's range, so the
-    draws do not depend on the order, the process or the executor that computes it."""
-    return torch.Generator().manual_seed(int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
+def shard_generator(config: dict[str, Any], sl: slice, device: str | torch.device = "cpu") -> torch.Generator:
+    """The generator of one shard on ``device``: seeded by the configuration and the shard's
+    range, so the draws do not depend on the order, the process or the executor that computes it."""
+    return make_generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
 
 
 def asr_table(rows: pd.DataFrame, eps_grid: np.ndarray, ci_alpha: float = 0.05) -> pd.DataFrame:
@@ -482,7 +500,7 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
 def _study(recipe: str) -> Study:
     r = json.loads(recipe)
     return Study(r["zoo"], StudyConfig(**r["cfg"]), zoo_dir=r["zoo_dir"], threshold=r["threshold"],
-                 data_dir=r["data_dir"], cache_dir=r["cache_dir"])
+                 data_dir=r["data_dir"], cache_dir=r["cache_dir"], device=r["device"])
 
 
 def compute_shard_task(recipe: str, spec: dict, start: int, stop: int) -> str:
@@ -491,5 +509,5 @@ def compute_shard_task(recipe: str, spec: dict, start: int, stop: int) -> str:
     study = _study(recipe)
     s = CurveSpec(**spec)
     config = {**study.curve_config(s), "shard": [start, stop]}
-    cached(config, lambda: study.compute_shard(s, slice(start, stop)), study.cache_dir)
+    study._store(config, lambda: study.compute_shard(s, slice(start, stop)))
     return cache_key(config)

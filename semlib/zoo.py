@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import io
 from .data import load_split
+from .device import describe as describe_device, generator as make_generator, resolve as resolve_device
 from .models import build_model, family_of
 from .outputs import project_root
 from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
@@ -209,19 +210,21 @@ def _card_matches(card: dict[str, Any] | None, sub: SubModelSpec, cfg: TrainConf
 
 def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
               retrain: bool = False, progress: bool = True, only: Iterable[str] | None = None,
-              executor=None) -> pd.DataFrame:
+              executor=None, device: str | torch.device | None = None) -> pd.DataFrame:
     """Train (or reuse) every sub-model of ``spec`` into ``zoo_dir``; returns :func:`zoo_table`.
 
     A sub-model whose card records the same configuration is reused (so an interrupted run
     resumes); ``retrain=True`` trains everything again. ``only`` restricts to some names.
     With a Ray ``executor`` (:class:`semlib.runner.Executor`) every missing sub-model is a task:
-    the unsmoothed ones first, then the ones fine-tuned from them.
+    the unsmoothed ones first, then the ones fine-tuned from them. ``device``: where to train
+    (:func:`semlib.device.resolve`; None: auto — a GPU when torch sees one, in each task).
     """
+    dev = resolve_device(device)  # a bad name fails before anything is written
     zoo_dir = Path(zoo_dir)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     subs = [s for s in spec.submodels() if only is None or s.name in set(only)]
     if executor is not None and not executor.serial and not retrain:
-        _train_on(executor, spec, zoo_dir, data_dir, subs, progress)
+        _train_on(executor, spec, zoo_dir, data_dir, subs, progress, device)
     train_data = None
     bar = tqdm(subs, desc=f"zoo {spec.name}", disable=not progress)
     for sub in bar:
@@ -237,6 +240,7 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
         model = sub.build()
         if parent is not None:
             io.load_weights(model, zoo_dir / f"{parent}.safetensors")
+        model.to(dev)
         result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=sub.name)
         metrics = evaluate_submodel(model, sub, spec.eval_config(), data_dir)
         card = {
@@ -246,7 +250,7 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
             "train_seconds": round(result.seconds, 1), "train_images": result.images,
             "train_losses": [round(x, 4) for x in result.losses],
             "data_sha256": train_data.sha256(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), **metrics,
+            "threads": torch.get_num_threads(), "device": describe_device(dev), **metrics,
         }
         io.save_checkpoint(model, path, card)
     return zoo_table(zoo_dir, [s.name for s in subs])
@@ -259,36 +263,40 @@ def _current(spec: ZooSpec, sub: SubModelSpec, zoo_dir: Path) -> bool:
                          parent_card["sha256"] if parent_card else None)
 
 
-def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool) -> None:
+def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool,
+              device: str | torch.device | None) -> None:
     from . import runner
     from .data import find_data_dir
 
     data = str(find_data_dir(data_dir))
     for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
-        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name) for s in wave if not _current(spec, s, zoo_dir)]
+        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, None if device is None else str(device))
+                 for s in wave if not _current(spec, s, zoo_dir)]
         runner.run(train_task, tasks, executor, desc="sub-models", progress=progress)
 
 
-def train_task(spec: dict[str, Any], zoo_dir: str, data_dir: str, name: str) -> str:
-    """One sub-model's training as a task (any process, e.g. a Ray worker); returns its name."""
-    train_zoo(ZooSpec.from_dict(spec), zoo_dir, data_dir, only=[name], progress=False)
+def train_task(spec: dict[str, Any], zoo_dir: str, data_dir: str, name: str, device: str | None = None) -> str:
+    """One sub-model's training as a task (any process, e.g. a Ray worker, on the GPU Ray gave
+    it if any); returns its name."""
+    train_zoo(ZooSpec.from_dict(spec), zoo_dir, data_dir, only=[name], progress=False, device=device)
     return name
 
 
 def evaluate_submodel(model: torch.nn.Module, sub: SubModelSpec, ev: EvalConfig,
                       data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Clean accuracy (fp32, no noise) and, for sigma > 0, ACA: Cohen's certify at radius 0."""
+    """Clean accuracy (fp32, no noise) and, for sigma > 0, ACA: Cohen's certify at radius 0
+    (on the model's device)."""
     from .data import eval_subset
 
     start = time.perf_counter()
+    dev = next(model.parameters()).device
     x, y, _ = eval_subset(ev.n_test, data_dir)
     out: dict[str, Any] = {"clean_accuracy": accuracy(model, x, y, ev.batch_size), "n_test": ev.n_test}
     if sub.sigma > 0:
-        xa, ya = x[: ev.aca_images], y[: ev.aca_images]
-        gen = torch.Generator().manual_seed(ev.seed)
+        xa, ya = x[: ev.aca_images].to(dev), y[: ev.aca_images]
         cert = certify(NoisyClassifier(model, sub.sigma, sub.noise_space), xa, sub.sigma, ev.n0, ev.n, ev.alpha,
-                       batch_size=ev.batch_size, generator=gen)
-        out.update(aca=float((cert.prediction == ya).float().mean()), aca_images=len(ya), aca_n0=ev.n0,
+                       batch_size=ev.batch_size, generator=make_generator(dev, ev.seed))
+        out.update(aca=float((cert.prediction.cpu() == ya).float().mean()), aca_images=len(ya), aca_n0=ev.n0,
                    aca_n=ev.n, aca_alpha=ev.alpha, abstain_rate=float((cert.prediction < 0).float().mean()))
     out["eval_seconds"] = round(time.perf_counter() - start, 1)
     return out

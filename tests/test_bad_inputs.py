@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from semlib import (attacks, baselines, claims, curves, data, ensemble, io, models, params, runner, scenarios, smoothing,
-                    study, training, zoo)
+from semlib import (attacks, baselines, claims, curves, data, device, ensemble, io, models, params, runner, scenarios,
+                    smoothing, study, training, zoo)
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "params" / "zoo" / "smoke.yaml")
 X = torch.rand(2, 3, 32, 32)
@@ -82,6 +82,10 @@ CASES = [
     ("unknown attack in params", lambda t: params.check_values({"ATTACKS": ["bim", "cw"]}), ValueError, "ATTACKS = ['bim', 'cw'] is not allowed"),
     ("unknown executor", lambda t: params.check_values({"EXECUTOR": {"kind": "dask"}}), ValueError, "kind must be 'serial' or 'ray'"),
     ("executor with 0 cpus per task", lambda t: runner.Executor.from_dict({"kind": "ray", "cpus_per_task": 0}), ValueError, "cpus_per_task and num_cpus must be >= 1"),
+    ("executor with negative gpus", lambda t: runner.Executor.from_dict({"kind": "ray", "gpus_per_task": -1}), ValueError, "gpus_per_task must be >= 0"),
+    ("unknown device", lambda t: device.resolve("gpu0"), ValueError, "device: unknown device 'gpu0'; use auto, cpu, cuda or cuda:N"),
+    ("study on a GPU that is not there", lambda t: study.Study(SMOKE, study.StudyConfig(), zoo_dir=t, device="cuda:7"), ValueError, "device: 'cuda:7' asked for, but"),
+    ("zoo training on an unsupported device", lambda t: zoo.train_zoo(zoo.load_spec(SMOKE), t, device="meta"), ValueError, "device: device 'meta' is not supported"),
     ("bad certify params", lambda t: params.check_values({"CERT": {"sigma": 0.25, "n0": 0, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),
 ]
 

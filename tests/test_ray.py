@@ -88,3 +88,5 @@ def test_zoo_training_runs_as_ray_tasks(smoke_zoo, data_dir, tmp_path):
     assert card["init_from"] == "vgg11_s0" and card["init_sha256"] == json.loads(
         (tmp_path / "vgg11_s0.json").read_text())["sha256"]
     assert card["threads"] == 1  # trained in a single-thread Ray worker
+    # gpus_per_task None: a GPU per task where the cluster has one (the task trains on it), else the CPU
+    assert (card["device"] != "cpu") == bool(ray.cluster_resources().get("GPU"))
