@@ -15,7 +15,7 @@ export MPLBACKEND ?= Agg
 
 help:
 	@echo "make reproduce [PRESET=smoke|laptop|paper] [EXECUTOR=ray]  run every notebook into outputs/<nb>/<preset>/"
-	@echo "make zoo [PRESET=...]                        retrain the preset's zoo from scratch"
+	@echo "make zoo [PRESET=...] [EXECUTOR=ray]          retrain the preset's zoo from scratch"
 	@echo "make test                                    the whole suite (unit, notebooks on smoke, nbval)"
 	@echo "make bench                                   benchmarks (ratios, printed)"
 	@echo "Data: set SEMLIB_DATA=/path/to/cifar10 (the .npz shards or cifar-10-batches-py)."
@@ -35,7 +35,7 @@ reproduce: $(STAMP)
 	$(BIN)/python -m semlib.pipeline --preset $(PRESET) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(NOTEBOOKS)
 
 zoo: $(STAMP)
-	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo notebooks/01_zoo.ipynb
+	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo $(if $(EXECUTOR),--executor $(EXECUTOR)) notebooks/01_zoo.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -223,8 +223,9 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
     zoo_dir = Path(zoo_dir)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     subs = [s for s in spec.submodels() if only is None or s.name in set(only)]
-    if executor is not None and not executor.serial and not retrain:
-        _train_on(executor, spec, zoo_dir, data_dir, subs, progress, device)
+    if executor is not None and not executor.serial:
+        _train_on(executor, spec, zoo_dir, data_dir, subs, progress, device, retrain)
+        retrain = False  # the tasks (re)trained every sub-model; the loop below finds them current
     train_data = None
     bar = tqdm(subs, desc=f"zoo {spec.name}", disable=not progress)
     for sub in bar:
@@ -264,21 +265,22 @@ def _current(spec: ZooSpec, sub: SubModelSpec, zoo_dir: Path) -> bool:
 
 
 def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool,
-              device: str | torch.device | None) -> None:
+              device: str | torch.device | None, retrain: bool) -> None:
     from . import runner
     from .data import find_data_dir
 
     data = str(find_data_dir(data_dir))
     for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
-        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, None if device is None else str(device))
-                 for s in wave if not _current(spec, s, zoo_dir)]
+        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, None if device is None else str(device), retrain)
+                 for s in wave if retrain or not _current(spec, s, zoo_dir)]
         runner.run(train_task, tasks, executor, desc="sub-models", progress=progress)
 
 
-def train_task(spec: dict[str, Any], zoo_dir: str, data_dir: str, name: str, device: str | None = None) -> str:
+def train_task(spec: dict[str, Any], zoo_dir: str, data_dir: str, name: str, device: str | None = None,
+               retrain: bool = False) -> str:
     """One sub-model's training as a task (any process, e.g. a Ray worker, on the GPU Ray gave
     it if any); returns its name."""
-    train_zoo(ZooSpec.from_dict(spec), zoo_dir, data_dir, only=[name], progress=False, device=device)
+    train_zoo(ZooSpec.from_dict(spec), zoo_dir, data_dir, only=[name], progress=False, device=device, retrain=retrain)
     return name
 
 

@@ -90,3 +90,9 @@ def test_zoo_training_runs_as_ray_tasks(smoke_zoo, data_dir, tmp_path):
     assert card["threads"] == 1  # trained in a single-thread Ray worker
     # gpus_per_task None: a GPU per task where the cluster has one (the task trains on it), else the CPU
     assert (card["device"] != "cpu") == bool(ray.cluster_resources().get("GPU"))
+    # retrain (make zoo EXECUTOR=ray): the tasks train again, the driver's loop does not
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.safetensors")}
+    zoo.train_zoo(smoke_zoo, tmp_path, data_dir, only=names[:2], retrain=True, progress=False, executor=RAY)
+    after = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.safetensors")}
+    assert [n for n in before if before[n] != after[n]] == ["vgg11_s0.safetensors", "vgg11_s0.25.safetensors"]
+    assert all(json.loads((tmp_path / f"{n}.json").read_text())["threads"] == 1 for n in names[:2])
