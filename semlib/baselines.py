@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,7 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
             if card is None:
                 raise io.CheckpointError(f"baseline {which} starts from {p.name}, which is not trained; run 01_zoo first")
             parent_sha[a] = card["sha256"]
-        recipe = {"which": which, "spec": asdict(spec), "train": cfg.to_dict(), "parents": parent_sha}
+        recipe = baseline_recipe(which, spec, cfg, parent_sha)
         card = io.read_card(path)
         if retrain or card is None or card.get("recipe") != recipe:
             model = build_baseline(which, spec, zoo_spec)
@@ -212,6 +212,14 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
         rows.append({"name": which, "members": ",".join(archs), "clean_accuracy": card["clean_accuracy"],
                      "train_seconds": card["train_seconds"], "epochs": cfg.epochs})
     return pd.DataFrame(rows)
+
+
+def baseline_recipe(which: str, spec: BaselineSpec, cfg: TrainConfig, parent_sha: dict[str, str]) -> dict[str, Any]:
+    """What a trained baseline's card must record to be reused: only what shapes that baseline
+    (editing ADP's settings leaves RSE trained, and back), its training and its parents' hashes."""
+    own = ({"rse": {**spec.rse, "arch": spec.rse.get("arch", spec.members[0])}} if which == "rse"
+           else {"members": spec.members, "adp": spec.adp})
+    return {"which": which, "spec": own, "train": cfg.to_dict(), "parents": parent_sha}
 
 
 def load_baseline(which: str, zoo_spec, zoo_dir: str | os.PathLike) -> nn.Module:

@@ -176,13 +176,20 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _device_name() -> str:
+    from .device import describe, resolve
+
+    return describe(resolve())
+
+
 def provenance(params: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What produced a result: git SHA, package versions, params, host, time."""
     return {
         "git_sha": git_sha(),
         "packages": package_versions(),
         "params": params or {},
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                 "device": _device_name()},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }

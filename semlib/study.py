@@ -215,14 +215,20 @@ class Study:
         self._defenses: dict[str, Defenses] = {}
         self._baselines: dict[str, nn.Module] = {}
         self._custom: dict[str, tuple[list[str], tuple[int, int]]] = {}
-        cards = (io.read_card(p.with_suffix(".safetensors")) for p in self.zoo_dir.rglob("*.json"))
-        self.fingerprint = cache_key({"zoo": self.spec.name, "threshold": threshold,
-                                      "cards": sorted(c["sha256"] for c in cards if c)})
+        # every checkpoint's hash, by the name the study loads it under; a curve's key holds the
+        # hashes of the checkpoints it uses, so retraining one model recomputes only its curves
+        self._sha: dict[str, str] = {}
+        for p in self.zoo_dir.rglob("*.json"):
+            card = io.read_card(p.with_suffix(".safetensors"))
+            if card:
+                self._sha[p.relative_to(self.zoo_dir).with_suffix("").as_posix()] = card["sha256"]
+        self._owner: dict[int, str] = {}  # id(module) of a loaded checkpoint -> its name
 
     # ----- models -----
     def submodel(self, name: str) -> NoisyClassifier:
         if name not in self._models:
             self._models[name] = zoo.load_submodel(self.zoo_dir, name, self.device)
+            self._owner[id(self._models[name].base)] = name
         return self._models[name]
 
     def add_variant(self, name: str, names: list[str], k_range: tuple[int, int]) -> str:
@@ -282,7 +288,16 @@ class Study:
     def baseline(self, name: str) -> nn.Module:
         if name not in self._baselines:
             self._baselines[name] = load_baseline(name.lower(), self.spec, self.zoo_dir).to(self.device)
+            self._owner[id(self._baselines[name])] = f"baselines/{name.lower()}"
         return self._baselines[name]
+
+    def checkpoints(self, *models: nn.Module) -> dict[str, str]:
+        """The checkpoints (name -> sha256) whose weights ``models`` use."""
+        names = sorted({self._owner[id(m)] for model in models for m in model.modules() if id(m) in self._owner})
+        if not names:
+            raise RuntimeError("no loaded checkpoint found in the given models: build them from this study's "
+                               "submodel() or baseline()")
+        return {n: self._sha[n] for n in names}
 
     def models_for(self, spec: CurveSpec) -> tuple[nn.Module, nn.Module]:
         """(the model the attacker works on, the defended model that judges)."""
@@ -304,22 +319,28 @@ class Study:
         return make_attack(spec.attack, norm=c.norm, steps=c.steps, eot=eot or c.eot)
 
     # ----- curves -----
-    def curve_config(self, spec: CurveSpec) -> dict[str, Any]:
-        """Everything a curve depends on: its cache key (plus the shard's range)."""
-        config = {"curve": asdict(spec), "study": self.cfg.curve_fields(spec.attack), "models": self.fingerprint}
+    def draw_config(self, spec: CurveSpec) -> dict[str, Any]:
+        """What a curve computes, which seeds its shards: the curve, the settings it uses and a
+        custom SEM's members and K. The models' weights are not in it, so a retrained model is
+        attacked with the same random numbers as before."""
+        config = {"curve": asdict(spec), "study": self.cfg.curve_fields(spec.attack)}
         if spec.variant.startswith("custom:"):
             config["custom"] = self._custom[spec.variant]
         return config
 
+    def curve_config(self, spec: CurveSpec) -> dict[str, Any]:
+        """Everything a curve depends on, its cache key (plus the shard's range): what it
+        computes and the hashes of the checkpoints it uses."""
+        return {**self.draw_config(spec), "models": self.checkpoints(*self.models_for(spec))}
+
     def compute_shard(self, spec: CurveSpec, sl: slice) -> pd.DataFrame:
         """The per-image rows of ``spec`` on images ``sl``, seeded by the curve and the shard."""
-        config = self.curve_config(spec)
         attack_model, judge_model = self.models_for(spec)
         attack = self.attack_for(spec, attack_model)
         judge = JudgeConfig(n=1 if deterministic(judge_model) else self.cfg.judge_n, alpha=self.cfg.alpha)
         search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
                               binary_steps=self.cfg.binary_steps)
-        gen = shard_generator(config, sl, self.device)
+        gen = shard_generator(self.draw_config(spec), sl, self.device)
         x, y, target = self._images(sl, spec.goal == "targeted")
         return search_distortion(attack, attack_model, judge_model, x, y, target,
                                  norm=self.cfg.norm, search=search, judge=judge, generator=gen,
@@ -395,9 +416,10 @@ class Study:
         ``key(label)`` plus the study's settings, with a column ``label``."""
         out = []
         for label, model in tqdm(models.items(), desc=desc, disable=not progress):
-            config = {**key(label), "study": self.cfg.curve_fields(), "models": self.fingerprint}
+            draws = {**key(label), "study": self.cfg.curve_fields()}  # seeds the shards
+            config = {**draws, "models": self.checkpoints(model)}
             rows = cached_shards(config, len(self.y),
-                                 lambda sl, m=model, c=config: compute(m, sl, shard_generator(c, sl, self.device)),
+                                 lambda sl, m=model, c=draws: compute(m, sl, shard_generator(c, sl, self.device)),
                                  self.cache_dir, self.cfg.shard_size, info={"device": describe_device(self.device)})
             out.append(rows.assign(label=label))
         return pd.concat(out, ignore_index=True)

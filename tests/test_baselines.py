@@ -47,3 +47,24 @@ def test_adp_diversity_term_analytic():
 def test_adp_needs_an_ensemble():
     with pytest.raises(ValueError, match="at least 2"):
         adp_loss(torch.zeros(1, 2, 10), torch.zeros(2, dtype=torch.long))
+
+
+def test_each_baseline_is_reused_unless_its_own_recipe_changes():
+    """Editing ADP's settings must not retrain RSE, and back (a baseline's recipe holds only
+    what shapes it, its training and its parents)."""
+    from semlib.baselines import BaselineSpec, baseline_recipe
+    from semlib.zoo import load_spec
+
+    zoo_spec = load_spec("smoke")
+    raw = zoo_spec.baselines
+    spec = BaselineSpec.from_dict(raw, zoo_spec)
+    other_adp = BaselineSpec.from_dict({**raw, "adp": {**raw.get("adp", {}), "alpha": 7.0}}, zoo_spec)
+    other_rse = BaselineSpec.from_dict({**raw, "rse": {**raw.get("rse", {}), "inner_sigma": 0.3}}, zoo_spec)
+    parents = {"x": "0" * 64}
+
+    def recipe(s, which):
+        return baseline_recipe(which, s, s.train_config(zoo_spec, which), parents)
+
+    assert recipe(other_adp, "rse") == recipe(spec, "rse") and recipe(other_adp, "adp") != recipe(spec, "adp")
+    assert recipe(other_rse, "adp") == recipe(spec, "adp") and recipe(other_rse, "rse") != recipe(spec, "rse")
+    assert recipe(spec, "rse")["spec"]["rse"]["arch"] == spec.rse.get("arch", spec.members[0])

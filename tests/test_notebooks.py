@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from semlib.pipeline import run_notebook
 
@@ -42,6 +43,7 @@ def test_01_zoo_runs_on_smoke(data_dir):
     assert set(m["data_sha256"]) == {"train", "test"}
     assert m["seeds"] == {"zoo_seed": 0} and m["params"]["PRESET"] == "smoke"
     assert m["packages"]["torch"].startswith("2.13.0") and m["wall_seconds"] >= 0
+    assert m["host"]["device"] == ("cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0))
     assert (out.parent / "fig_table1.png").stat().st_size > 1000
 
 

@@ -132,3 +132,24 @@ def test_certified_sem_draws_from_the_given_generator(laptop):
     torch.manual_seed(123)  # the global RNG must not matter
     b = mc_counts(sem, x, 16, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_a_curve_is_keyed_by_the_checkpoints_it_uses(laptop):
+    """Retraining a model recomputes only the curves that use it, with the same random numbers."""
+    i_key, a_key = laptop.curve_config(CurveSpec("I", "bim")), laptop.curve_config(CurveSpec("A", "bim"))
+    assert list(i_key["models"]) == [laptop.spec.submodel(laptop.cfg.single_arch, 0.0).name]
+    assert sorted(a_key["models"]) == sorted(laptop.collection("sem"))  # attacker A and the SEM: the collection
+    rse = laptop.curve_config(CurveSpec("RSE", "bim"))
+    assert list(rse["models"]) == ["baselines/rse"]
+    seeds = laptop.draw_config(CurveSpec("A", "bim"))
+    member = sorted(a_key["models"])[0]
+    saved = laptop._sha[member]
+    try:
+        laptop._sha[member] = "retrained"
+        assert laptop.curve_config(CurveSpec("I", "bim")) == i_key  # unused: same key, cache reused
+        assert laptop.curve_config(CurveSpec("A", "bim")) != a_key  # used: a new key ...
+        assert laptop.draw_config(CurveSpec("A", "bim")) == seeds  # ... with the same draws
+    finally:
+        laptop._sha[member] = saved
+    with pytest.raises(RuntimeError, match="no loaded checkpoint"):
+        laptop.checkpoints(torch.nn.Linear(2, 2))
