@@ -175,7 +175,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json")
     ap.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
+    ap.add_argument("--estimate-only", metavar="JSON", help="recompute the estimate from a stored run's throughput "
+                    "(after the laptop outputs changed) and write it back there")
     args = ap.parse_args()
+    if args.estimate_only:
+        stored = json.loads(Path(args.estimate_only).read_text())
+        stored["estimate"] = estimate(pd.DataFrame(stored["throughput"]))
+        print(json.dumps(stored["estimate"], indent=1))
+        Path(args.estimate_only).write_text(json.dumps(stored, indent=1))
+        return
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     start = time.perf_counter()
     tp = throughput(devices, args.budget)
