@@ -215,18 +215,16 @@ class Study:
         self._defenses: dict[str, Defenses] = {}
         self._baselines: dict[str, nn.Module] = {}
         self._custom: dict[str, tuple[list[str], tuple[int, int]]] = {}
-        # every checkpoint's hash, by the name the study loads it under; a curve's key holds the
-        # hashes of the checkpoints it uses, so retraining one model recomputes only its curves
+        # the checkpoints loaded so far: id(module) -> name (as under zoo_dir) -> hash of the file
+        # the weights came from; a curve's key holds the hashes of the checkpoints it uses, so
+        # retraining one model recomputes only its curves
+        self._owner: dict[int, str] = {}
         self._sha: dict[str, str] = {}
-        for p in self.zoo_dir.rglob("*.json"):
-            card = io.read_card(p.with_suffix(".safetensors"))
-            if card:
-                self._sha[p.relative_to(self.zoo_dir).with_suffix("").as_posix()] = card["sha256"]
-        self._owner: dict[int, str] = {}  # id(module) of a loaded checkpoint -> its name
 
     # ----- models -----
     def submodel(self, name: str) -> NoisyClassifier:
         if name not in self._models:
+            self._sha[name] = self._card_sha(name)
             self._models[name] = zoo.load_submodel(self.zoo_dir, name, self.device)
             self._owner[id(self._models[name].base)] = name
         return self._models[name]
@@ -287,9 +285,15 @@ class Study:
 
     def baseline(self, name: str) -> nn.Module:
         if name not in self._baselines:
+            key = f"baselines/{name.lower()}"
             self._baselines[name] = load_baseline(name.lower(), self.spec, self.zoo_dir).to(self.device)
-            self._owner[id(self._baselines[name])] = f"baselines/{name.lower()}"
+            self._sha[key] = self._card_sha(key)
+            self._owner[id(self._baselines[name])] = key
         return self._baselines[name]
+
+    def _card_sha(self, name: str) -> str | None:
+        card = io.read_card(self.zoo_dir / f"{name}.safetensors")
+        return card["sha256"] if card else None  # None: load_* says what is missing
 
     def checkpoints(self, *models: nn.Module) -> dict[str, str]:
         """The checkpoints (name -> sha256) whose weights ``models`` use."""

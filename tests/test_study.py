@@ -153,3 +153,16 @@ def test_a_curve_is_keyed_by_the_checkpoints_it_uses(laptop):
         laptop._sha[member] = saved
     with pytest.raises(RuntimeError, match="no loaded checkpoint"):
         laptop.checkpoints(torch.nn.Linear(2, 2))
+
+
+def test_baselines_trained_after_the_study_was_made_are_keyed(laptop, data_dir, tmp_path):
+    """Notebook 02 makes its Study, then trains RSE and ADP (regression: their hashes were read
+    only when the Study was made, so a fresh zoo failed with KeyError 'baselines/rse')."""
+    src = laptop.zoo_dir
+    for p in src.glob("*.*"):
+        (tmp_path / p.name).symlink_to(p)
+    s = Study("laptop", laptop.cfg, zoo_dir=tmp_path, threshold=0.2, data_dir=data_dir, cache_dir=tmp_path / "c")
+    (tmp_path / "baselines").mkdir()
+    for p in (src / "baselines").glob("*.*"):
+        (tmp_path / "baselines" / p.name).symlink_to(p)
+    assert s.curve_config(CurveSpec("RSE", "bim"))["models"] == laptop.curve_config(CurveSpec("RSE", "bim"))["models"]
