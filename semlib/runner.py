@@ -70,7 +70,14 @@ def run(fn: Callable, tasks: Sequence[tuple], executor: Executor | None = None, 
 
     if not ray.is_initialized():
         kwargs = {"address": executor.address} if executor.address else {"num_cpus": executor.num_cpus}
-        ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
+        except ConnectionError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConnectionError(
+                f"EXECUTOR address {executor.address!r}: cannot join the Ray cluster ({first}); check that it runs "
+                f"('ray status' on the head node) and, for a token-protected cluster (Ray >= 2.59 protects the ones "
+                f"it starts), set RAY_AUTH_MODE=token here with the cluster's token") from None
     gpus = executor.gpus_per_task
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0

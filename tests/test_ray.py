@@ -2,6 +2,10 @@
 writes the same curve CSVs, byte for byte, as the serial run; a worker killed midway is
 retried and nothing finished is lost or redone; zoo training runs as tasks in two waves."""
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +100,56 @@ def test_zoo_training_runs_as_ray_tasks(smoke_zoo, data_dir, tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.safetensors")}
     assert [n for n in before if before[n] != after[n]] == ["vgg11_s0.safetensors", "vgg11_s0.25.safetensors"]
     assert all(json.loads((tmp_path / f"{n}.json").read_text())["threads"] == 1 for n in names[:2])
+
+
+def test_an_unreachable_cluster_is_one_clear_line(monkeypatch):
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379\nTraceback ...")
+
+    if ray.is_initialized():
+        ray.shutdown()
+    monkeypatch.setattr(ray, "init", refuse)
+    ex = runner.Executor.from_dict({"kind": "ray", "address": "10.0.0.9:6379"})
+    with pytest.raises(ConnectionError) as info:
+        runner.run(pow, [(2, 3)], ex, progress=False)
+    msg = str(info.value)
+    assert msg.startswith("EXECUTOR address '10.0.0.9:6379': cannot join the Ray cluster (Failed to connect")
+    assert "RAY_AUTH_MODE=token" in msg and "\n" not in msg
+
+
+def test_an_existing_cluster_joined_by_address(smoke_zoo, data_dir, tmp_path):
+    """EXECUTOR {kind: ray, address: ...}: a cluster started apart (``ray start --head``, as on a
+    head node) is joined by a driver in another process, not replaced by a local Ray, and its
+    tasks write the serial run's CSVs."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Ray >= 2.59 starts local clusters with token authentication; a driver joining one by
+    # address asks for it (the token is in ~/.ray/auth_token, where Ray put it)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    driver = f"""
+import json, ray
+from semlib import runner
+from semlib.study import Study, StudyConfig, specs
+ex = runner.Executor.from_dict({{"kind": "ray", "address": "127.0.0.1:{port}", "cpus_per_task": 1}})
+curves = specs("AF", ["pgd"], ["untargeted"])
+Study("smoke", StudyConfig.from_dict({SMALL!r}), threshold=0.0, data_dir={str(data_dir)!r},
+      cache_dir={str(tmp_path / "cluster")!r}).curves(curves, progress=False, executor=ex)
+print(json.dumps({{"gcs": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}}))
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        joined = json.loads(out.stdout.strip().splitlines()[-1])
+        assert joined["gcs"].endswith(f":{port}") and joined["nodes"] == 1  # the cluster given, not a new one
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    Study("smoke", StudyConfig.from_dict(SMALL), threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "serial"
+          ).curves(specs("AF", ["pgd"], ["untargeted"]), progress=False)
+    assert len(_csvs(tmp_path / "serial")) == 4  # 2 curves x 2 shards
+    assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "cluster")
