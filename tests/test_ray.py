@@ -3,6 +3,7 @@ writes the same curve CSVs, byte for byte, as the serial run; a worker killed mi
 retried and nothing finished is lost or redone; zoo training runs as tasks in two waves."""
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -127,9 +128,10 @@ def test_an_existing_cluster_joined_by_address(smoke_zoo, data_dir, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    # Ray >= 2.59 starts local clusters with token authentication; a driver joining one by
-    # address asks for it (the token is in ~/.ray/auth_token, where Ray put it)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    # Ray >= 2.59 starts local clusters with token authentication; the cluster and the driver
+    # share this test's own token (RAY_AUTH_TOKEN outranks ~/.ray/auth_token)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                     "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
     driver = f"""
