@@ -214,7 +214,8 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
     return pd.DataFrame(rows)
 
 
-def baseline_recipe(which: str, spec: BaselineSpec, cfg: TrainConfig, parent_sha: dict[str, str]) -> dict[str, Any]:
+def baseline_recipe(which: str, spec: BaselineSpec, cfg: TrainConfig, parent_sha: dict[str, str]
+                    ) -> dict[str, Any]:
     """What a trained baseline's card must record to be reused: only what shapes that baseline
     (editing ADP's settings leaves RSE trained, and back), its training and its parents' hashes."""
     own = ({"rse": {**spec.rse, "arch": spec.rse.get("arch", spec.members[0])}} if which == "rse"
