@@ -40,6 +40,12 @@ def resolve(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def request(device: str | torch.device | None = None) -> str:
+    """The name another process (a Ray worker) resolves for itself: the one given, else this
+    process's ``SEMLIB_DEVICE``, else ``auto`` (so each worker takes the GPU it was given)."""
+    return str(device) if device not in (None, "auto") else os.environ.get(ENV) or "auto"
+
+
 def generator(device: torch.device, seed: int) -> torch.Generator:
     """A generator on ``device`` seeded with ``seed``."""
     return torch.Generator(device=device).manual_seed(seed)

@@ -27,14 +27,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import io, zoo
+from . import device as devices, io, zoo
 from .attacks import APGD, ATTACKS, make_attack
 from .baselines import BaselineSpec, load_baseline
 from . import runner
 from .curves import (JudgeConfig, SearchConfig, asr_curve, cache_key, cached, cached_shards, finished, mc_verdict,
                      search_distortion)
 from .data import eval_subset, find_data_dir
-from .device import describe as describe_device, generator as make_generator, resolve as resolve_device
 from .outputs import project_root
 from .params import settings_from_dict
 from .scenarios import SCENARIOS, Defended, Defenses, build, scenario
@@ -194,8 +193,9 @@ class Study:
     def __init__(self, zoo_name: str, cfg: StudyConfig, *, zoo_dir: str | os.PathLike | None = None,
                  threshold: float = 0.2, data_dir: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None):
-        self.device = resolve_device(device)
-        self._device_request = "auto" if device is None else str(device)
+        self.device = devices.resolve(device)
+        self.computed_on = {"device": devices.describe(self.device)}  # recorded in every shard's manifest
+        self._device_request = devices.request(device)  # what Ray workers resolve for themselves
         self.spec = zoo.load_spec(zoo_name)
         self.spec_path = (Path(zoo_name) if Path(zoo_name).suffix in (".yaml", ".yml")
                           else project_root() / "params" / "zoo" / f"{zoo_name}.yaml").resolve()
@@ -356,7 +356,7 @@ class Study:
         return to(self.x), to(self.y), to(self.targets) if targeted else None
 
     def _store(self, config: dict[str, Any], compute) -> pd.DataFrame:
-        return cached(config, compute, self.cache_dir, info={"device": describe_device(self.device)})
+        return cached(config, compute, self.cache_dir, info=self.computed_on)
 
     def shards(self, n_images: int | None = None) -> list[slice]:
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
@@ -368,7 +368,7 @@ class Study:
         config = self.curve_config(spec)
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
         rows = cached_shards(config, n, lambda sl: self.compute_shard(spec, sl), self.cache_dir, self.cfg.shard_size,
-                             progress=progress, info={"device": describe_device(self.device)})
+                             progress=progress, info=self.computed_on)
         return rows.assign(label=spec.label, defense=spec.defense, attack=spec.attack, goal=spec.goal,
                            variant=spec.variant)
 
@@ -424,7 +424,7 @@ class Study:
             config = {**draws, "models": self.checkpoints(model)}
             rows = cached_shards(config, len(self.y),
                                  lambda sl, m=model, c=draws: compute(m, sl, shard_generator(c, sl, self.device)),
-                                 self.cache_dir, self.cfg.shard_size, info={"device": describe_device(self.device)})
+                                 self.cache_dir, self.cfg.shard_size, info=self.computed_on)
             out.append(rows.assign(label=label))
         return pd.concat(out, ignore_index=True)
 
@@ -472,7 +472,7 @@ class Study:
 def shard_generator(config: dict[str, Any], sl: slice, device: str | torch.device = "cpu") -> torch.Generator:
     """The generator of one shard on ``device``: seeded by the configuration and the shard's
     range, so the draws do not depend on the order, the process or the executor that computes it."""
-    return make_generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
+    return devices.generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
 
 
 def asr_table(rows: pd.DataFrame, eps_grid: np.ndarray, ci_alpha: float = 0.05) -> pd.DataFrame:

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from . import io
 from .data import load_split
-from .device import describe as describe_device, generator as make_generator, resolve as resolve_device
+from .device import (describe as describe_device, generator as make_generator, request as request_device,
+                     resolve as resolve_device)
 from .models import build_model, family_of
 from .outputs import project_root
 from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
@@ -271,7 +272,7 @@ def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubMo
 
     data = str(find_data_dir(data_dir))
     for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
-        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, None if device is None else str(device), retrain)
+        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, request_device(device), retrain)
                  for s in wave if retrain or not _current(spec, s, zoo_dir)]
         runner.run(train_task, tasks, executor, desc="sub-models", progress=progress)
 

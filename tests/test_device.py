@@ -34,6 +34,13 @@ def test_environment_variable_sets_auto_and_explicit_names_win(monkeypatch):
         dv.resolve()
 
 
+def test_workers_resolve_what_the_driver_asked_for(monkeypatch):
+    monkeypatch.delenv(dv.ENV, raising=False)
+    assert dv.request() == "auto" and dv.request("auto") == "auto" and dv.request("cpu") == "cpu"
+    monkeypatch.setenv(dv.ENV, "cpu")
+    assert dv.request() == "cpu" and dv.request("cuda:1") == "cuda:1"
+
+
 @pytest.mark.parametrize("name, fragment", [
     ("gpu0", "device: unknown device 'gpu0'"),
     ("meta", "device: device 'meta' is not supported"),
@@ -62,7 +69,8 @@ def test_a_gpu_generator_seeds_the_draws_through_a_derived_cpu_generator():
     assert torch.equal(state, torch.get_rng_state())
 
 
-def test_shards_record_the_device_that_computed_them(data_dir, tmp_path):
+def test_shards_record_the_device_that_computed_them(data_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv(dv.ENV, raising=False)
     s = Study("laptop", StudyConfig.from_dict(TINY), threshold=0.2, data_dir=data_dir, cache_dir=tmp_path,
               device="cpu")
     assert json.loads(s.recipe())["device"] == "cpu"
@@ -70,6 +78,8 @@ def test_shards_record_the_device_that_computed_them(data_dir, tmp_path):
     manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
     assert manifests and all(m["computed_on"] == {"device": "cpu"} for m in manifests)
     assert json.loads(Study("laptop", s.cfg, data_dir=data_dir, cache_dir=tmp_path).recipe())["device"] == "auto"
+    monkeypatch.setenv(dv.ENV, "cpu")  # Ray workers resolve what the driver asked for, its variable included
+    assert json.loads(Study("laptop", s.cfg, data_dir=data_dir, cache_dir=tmp_path).recipe())["device"] == "cpu"
 
 
 def _tiny_sem(device: str) -> StochasticEnsemble:
