@@ -152,9 +152,9 @@ def mc_counts(classifier: Callable, x: torch.Tensor, n: int, num_classes: int = 
         raise ValueError(f"n (Monte-Carlo draws) must be an integer >= 1, got {n!r}")
     b = x.shape[0]
     counts = torch.zeros(b, num_classes, dtype=torch.long, device=x.device)
-    owners = torch.arange(b, device=x.device).repeat_interleave(n)  # image index of every draw
     for start in range(0, b * n, batch_size):
-        idx = owners[start:start + batch_size]
+        # image index of draws start.. (image-major), built per pass: b * n can be 5e7 (paper ACA)
+        idx = torch.arange(start, min(b * n, start + batch_size), device=x.device) // n
         pred = call_classifier(classifier, x[idx], generator).argmax(1)
         counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
     return counts
