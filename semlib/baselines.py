@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import io
+from . import device as devices, io
 from .ensemble import Ensemble
 from .training import TrainConfig
 
@@ -167,14 +167,13 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
     Reuse follows the zoo's rule: the card must record the same recipe and parents' hashes.
     ``device``: where to train (:func:`semlib.device.resolve`; None: auto)."""
     from .data import eval_subset, load_split
-    from .device import describe, resolve
     from .training import accuracy, train
 
     if zoo_spec.baselines is None:
         raise ValueError(f"zoo {zoo_spec.name} defines no baselines; add a 'baselines:' entry to its YAML")
     spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)
     zoo_dir = Path(zoo_dir)
-    dev = resolve(device)
+    dev = devices.resolve(device)
     rows = []
     for which in ("rse", "adp"):
         path = zoo_dir / "baselines" / f"{which}.safetensors"
@@ -208,7 +207,7 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
             card = io.save_checkpoint(model, path, {
                 "name": which, "recipe": recipe, "clean_accuracy": acc, "n_test": len(y),
                 "train_seconds": round(result.seconds, 1), "train_losses": [round(v, 4) for v in result.losses],
-                "torch": torch.__version__, "device": describe(dev)})
+                "torch": torch.__version__, "device": devices.describe(dev)})
         rows.append({"name": which, "members": ",".join(archs), "clean_accuracy": card["clean_accuracy"],
                      "train_seconds": card["train_seconds"], "epochs": cfg.epochs})
     return pd.DataFrame(rows)

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import semlib
+from semlib import device as devices
 
 
 class CheckpointError(ValueError):
@@ -176,12 +177,6 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _device_name() -> str:
-    from .device import describe, resolve
-
-    return describe(resolve())
-
-
 def provenance(params: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What produced a result: git SHA, package versions, params, host, time."""
     return {
@@ -189,7 +184,7 @@ def provenance(params: dict[str, Any] | None = None, **extra: Any) -> dict[str, 
         "packages": package_versions(),
         "params": params or {},
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "device": _device_name()},
+                 "device": devices.describe(devices.resolve())},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }

@@ -31,10 +31,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import io
+from . import device as devices, io
 from .data import load_split
-from .device import (describe as describe_device, generator as make_generator, request as request_device,
-                     resolve as resolve_device)
 from .models import build_model, family_of
 from .outputs import project_root
 from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
@@ -220,7 +218,7 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
     the unsmoothed ones first, then the ones fine-tuned from them. ``device``: where to train
     (:func:`semlib.device.resolve`; None: auto — a GPU when torch sees one, in each task).
     """
-    dev = resolve_device(device)  # a bad name fails before anything is written
+    dev = devices.resolve(device)  # a bad name fails before anything is written
     zoo_dir = Path(zoo_dir)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     subs = [s for s in spec.submodels() if only is None or s.name in set(only)]
@@ -252,7 +250,7 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
             "train_seconds": round(result.seconds, 1), "train_images": result.images,
             "train_losses": [round(x, 4) for x in result.losses],
             "data_sha256": train_data.sha256(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": describe_device(dev), **metrics,
+            "threads": torch.get_num_threads(), "device": devices.describe(dev), **metrics,
         }
         io.save_checkpoint(model, path, card)
     return zoo_table(zoo_dir, [s.name for s in subs])
@@ -272,7 +270,7 @@ def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubMo
 
     data = str(find_data_dir(data_dir))
     for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
-        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, request_device(device), retrain)
+        tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, devices.request(device), retrain)
                  for s in wave if retrain or not _current(spec, s, zoo_dir)]
         runner.run(train_task, tasks, executor, desc="sub-models", progress=progress)
 
@@ -298,7 +296,7 @@ def evaluate_submodel(model: torch.nn.Module, sub: SubModelSpec, ev: EvalConfig,
     if sub.sigma > 0:
         xa, ya = x[: ev.aca_images].to(dev), y[: ev.aca_images]
         cert = certify(NoisyClassifier(model, sub.sigma, sub.noise_space), xa, sub.sigma, ev.n0, ev.n, ev.alpha,
-                       batch_size=ev.batch_size, generator=make_generator(dev, ev.seed))
+                       batch_size=ev.batch_size, generator=devices.generator(dev, ev.seed))
         out.update(aca=float((cert.prediction.cpu() == ya).float().mean()), aca_images=len(ya), aca_n0=ev.n0,
                    aca_n=ev.n, aca_alpha=ev.alpha, abstain_rate=float((cert.prediction < 0).float().mean()))
     out["eval_seconds"] = round(time.perf_counter() - start, 1)
