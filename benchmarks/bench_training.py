@@ -17,6 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from semlib import layout
 from semlib.models import build_model
 from semlib.training import autocast, bf16_available
 
@@ -39,7 +40,6 @@ def measure(arch: str, channels_last: bool, bf16: bool, batch: int = 256, reps: 
     torch.manual_seed(0)
     model = build_model(arch, **LAPTOP_CONFIGS[arch])
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
     x = torch.rand(batch, 3, 32, 32).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -52,16 +52,16 @@ def measure(arch: str, channels_last: bool, bf16: bool, batch: int = 256, reps: 
         loss.backward()
         opt.step()
 
-    model.train()
-    t_train = _time(train_step, reps)
-    model.eval()
-
     @torch.no_grad()
     def infer():
         with autocast(bf16, dev):
             model(x)
 
-    t_inf = _time(infer, reps)
+    with layout.channels_last(model, channels_last):  # as training runs it (semlib.layout)
+        model.train()
+        t_train = _time(train_step, reps)
+        model.eval()
+        t_inf = _time(infer, reps)
     return {"train_img_s": batch / t_train, "infer_img_s": batch / t_inf}
 
 
@@ -78,14 +78,16 @@ def main() -> None:
                 continue
             rows[f"{'channels_last' if cl else 'contiguous'}+{'bf16' if bf else 'fp32'}"] = measure(args.arch, cl, bf)
     ref = rows["contiguous+fp32"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, arch {args.arch} (laptop config)")
+    print(f"torch {torch.__version__}, CPU {layout.cpu_capability()}, {torch.get_num_threads()} threads, "
+          f"arch {args.arch} (laptop config)")
     print(f"{'setting':24s} {'train img/s':>12s} {'ratio':>6s} {'infer img/s':>12s} {'ratio':>6s}")
     for k, r in rows.items():
         print(f"{k:24s} {r['train_img_s']:12.0f} {r['train_img_s'] / ref['train_img_s']:6.2f} "
               f"{r['infer_img_s']:12.0f} {r['infer_img_s'] / ref['infer_img_s']:6.2f}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"torch": torch.__version__, "arch": args.arch, "rows": rows}, fh, indent=2)
+            json.dump({"torch": torch.__version__, "cpu_capability": layout.cpu_capability(), "arch": args.arch,
+                       "rows": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import device as devices, io
+from . import device as devices, io, layout
 from .ensemble import Ensemble
 from .training import TrainConfig
 
@@ -177,16 +177,7 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
     rows = []
     for which in ("rse", "adp"):
         path = zoo_dir / "baselines" / f"{which}.safetensors"
-        cfg = spec.train_config(zoo_spec, which)
-        archs = [spec.rse.get("arch", spec.members[0])] if which == "rse" else spec.members
-        parents = {a: zoo_dir / f"{zoo_spec.submodel(a, 0.0).name}.safetensors" for a in archs}
-        parent_sha = {}
-        for a, p in parents.items():
-            card = io.read_card(p)
-            if card is None:
-                raise io.CheckpointError(f"baseline {which} starts from {p.name}, which is not trained; run 01_zoo first")
-            parent_sha[a] = card["sha256"]
-        recipe = baseline_recipe(which, spec, cfg, parent_sha)
+        cfg, archs, parents, recipe = _plan(which, spec, zoo_spec, zoo_dir)
         card = io.read_card(path)
         if retrain or card is None or card.get("recipe") != recipe:
             model = build_baseline(which, spec, zoo_spec)
@@ -207,10 +198,26 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
             card = io.save_checkpoint(model, path, {
                 "name": which, "recipe": recipe, "clean_accuracy": acc, "n_test": len(y),
                 "train_seconds": round(result.seconds, 1), "train_losses": [round(v, 4) for v in result.losses],
-                "torch": torch.__version__, "device": devices.describe(dev)})
+                "torch": torch.__version__, "device": devices.describe(dev),
+                "cpu_capability": layout.cpu_capability()})
         rows.append({"name": which, "members": ",".join(archs), "clean_accuracy": card["clean_accuracy"],
                      "train_seconds": card["train_seconds"], "epochs": cfg.epochs})
     return pd.DataFrame(rows)
+
+
+def _plan(which: str, spec: BaselineSpec, zoo_spec, zoo_dir: Path
+          ) -> tuple[TrainConfig, list[str], dict[str, Path], dict[str, Any]]:
+    """A baseline's training config, member architectures, parent checkpoints and recipe."""
+    cfg = spec.train_config(zoo_spec, which)
+    archs = [spec.rse.get("arch", spec.members[0])] if which == "rse" else list(spec.members)
+    parents = {a: zoo_dir / f"{zoo_spec.submodel(a, 0.0).name}.safetensors" for a in archs}
+    parent_sha = {}
+    for a, p in parents.items():
+        card = io.read_card(p)
+        if card is None:
+            raise io.CheckpointError(f"baseline {which} starts from {p.name}, which is not trained; run 01_zoo first")
+        parent_sha[a] = card["sha256"]
+    return cfg, archs, parents, baseline_recipe(which, spec, cfg, parent_sha)
 
 
 def baseline_recipe(which: str, spec: BaselineSpec, cfg: TrainConfig, parent_sha: dict[str, str]
@@ -225,8 +232,13 @@ def baseline_recipe(which: str, spec: BaselineSpec, cfg: TrainConfig, parent_sha
 def load_baseline(which: str, zoo_spec, zoo_dir: str | os.PathLike) -> nn.Module:
     """A trained RSE or ADP baseline (fp32, eval mode), hash-checked."""
     path = Path(zoo_dir) / "baselines" / f"{which}.safetensors"
-    if io.read_card(path) is None:
+    card = io.read_card(path)
+    if card is None:
         raise io.CheckpointError(f"no trained baseline {which!r} in {path.parent}; run notebook 02_baselines "
                                  f"(it trains them)")
     spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)
+    if card.get("recipe") != _plan(which, spec, zoo_spec, Path(zoo_dir))[3]:
+        raise io.CheckpointError(f"card {io.card_path(path)} records another recipe than zoo {zoo_spec.name} asks "
+                                 f"for (edited card, or spec changed since training); retrain: run notebook "
+                                 f"02_baselines")
     return io.load_weights(build_baseline(which, spec, zoo_spec), path).eval()

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +36,15 @@ import torch
 
 from . import io
 from .attacks.base import Norm, as_norm, per_example_norm
-from .smoothing import call_classifier, check_images, clopper_pearson, votes_needed
+from .smoothing import call_classifier, check_images, check_labels, clopper_pearson, votes_needed
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 @dataclass
@@ -47,10 +57,14 @@ class SearchConfig:
     tol: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.eps0 > 0:
-            raise ValueError(f"eps0 must be > 0, got {self.eps0}")
-        if self.search_steps < 1 or self.binary_steps < 0:
-            raise ValueError("search_steps must be >= 1 and binary_steps >= 0")
+        if not (_real(self.eps0) and math.isfinite(self.eps0) and self.eps0 > 0):
+            raise ValueError(f"eps0 must be > 0 and finite, got {self.eps0!r}")
+        if not (_int(self.search_steps) and _int(self.binary_steps) and self.search_steps >= 1
+                and self.binary_steps >= 0):
+            raise ValueError(f"search_steps must be >= 1 and binary_steps >= 0 (integers), got "
+                             f"{self.search_steps!r}, {self.binary_steps!r}")
+        if not (_real(self.tol) and math.isfinite(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
 
 
 @dataclass
@@ -65,10 +79,12 @@ class JudgeConfig:
     chunk: int = 256
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"n (Monte-Carlo draws) must be >= 1, got {self.n}")
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha must lie in (0, 1], got {self.alpha}")
+        if not (_int(self.n) and self.n >= 1):
+            raise ValueError(f"n (Monte-Carlo draws) must be >= 1, got {self.n!r}")
+        if not (_real(self.alpha) and 0 < self.alpha <= 1):
+            raise ValueError(f"alpha must lie in (0, 1], got {self.alpha!r}")
+        if not (_int(self.round_size) and _int(self.chunk) and self.round_size >= 1 and self.chunk >= 1):
+            raise ValueError(f"round_size and chunk must be integers >= 1, got {self.round_size!r}, {self.chunk!r}")
 
 
 @torch.no_grad()
@@ -157,6 +173,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     search = search or SearchConfig()
     judge = judge or JudgeConfig()
     check_images(x)
+    check_labels(y, len(x), "labels", device=x.device)
+    if target is not None:
+        check_labels(target, len(x), "targets", device=x.device, of="the labels")
     b = len(x)
     dev = x.device
     clean, draws = mc_verdict(judge_model, x, y, target, judge, generator)
@@ -224,6 +243,9 @@ def asr_curve(distortion: pd.Series | np.ndarray, eps_grid: np.ndarray | list[fl
     if n == 0:
         raise ValueError("no examples: cannot compute an ASR curve")
     grid = np.asarray(eps_grid, dtype=float)
+    if grid.ndim != 1 or not np.isfinite(grid).all() or (grid < 0).any():
+        raise ValueError(f"eps_grid must be a 1-D list of finite budgets >= 0, got "
+                         f"{grid.ravel()[:6].tolist()}{' ...' if grid.size > 6 else ''} (shape {grid.shape})")
     k = torch.tensor([(np.nan_to_num(d, nan=np.inf) <= e).sum() for e in grid])
     lo, hi = clopper_pearson(k, n, ci_alpha)
     return pd.DataFrame({"eps": grid, "asr": k.numpy() / n, "lo": lo.numpy(), "hi": hi.numpy(), "n": n})
@@ -234,18 +256,27 @@ def cache_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def _as_json(config: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
 def finished(config: dict[str, Any], cache_dir: str | os.PathLike) -> bool:
-    """Whether the cache holds a complete result for ``config``: its CSV and a manifest whose
-    hash matches it (a crash between the two writes, or a damaged CSV, reads as unfinished)."""
+    """Whether the cache holds a complete result for ``config``: its CSV and a manifest that
+    records this very configuration and the CSV's hash. A crash between the two writes, a
+    damaged CSV, a manifest of another configuration (a file copied or renamed under this key)
+    or one of the wrong shape reads as unfinished, and the result is computed again."""
     key = cache_key(config)
     path, manifest = Path(cache_dir) / f"{key}.csv", Path(cache_dir) / f"{key}.json"
     if not (path.is_file() and manifest.is_file()):
         return False
     try:
-        recorded = json.loads(manifest.read_text()).get("sha256")
-    except json.JSONDecodeError:
+        record = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return False
-    return recorded == io.sha256_file(path)
+    if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+            and record.get("config") == _as_json(config)):
+        return False
+    return record["sha256"] == io.sha256_file(path)
 
 
 def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike,
@@ -280,8 +311,8 @@ def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.
     from the shard (not from the order of calls) so resumed and uninterrupted runs agree."""
     from tqdm.auto import tqdm
 
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if not (_int(shard_size) and shard_size >= 1):
+        raise ValueError(f"shard_size must be >= 1, got {shard_size!r}")
     parts = []
     for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
         sl = slice(start, min(n, start + shard_size))

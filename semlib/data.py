@@ -6,18 +6,32 @@ hold either
 
 * the six ``.npz`` shards ``cifar10_{train_batch1..5,test}.npz`` (keys ``x`` uint8 [n,32,32,3],
   ``y`` uint8 [n], ``jpeg_fallback`` bool [n], ``start`` int64), or
-* torchvision's ``cifar-10-batches-py`` folder (directly or one level down); with
-  ``download=True`` torchvision fetches it there when the machine is online.
+* the official ``cifar-10-batches-py`` folder (directly or one level down), read with an
+  unpickler that only rebuilds numpy arrays.
+
+When none is found, :func:`load_split` and :func:`find_data_dir` download the official
+``cifar-10-python.tar.gz`` into the first of those directories, check its sha256 and convert it
+once to the shards (:mod:`semlib.fetch`); ``download=False`` turns this off.
+
+Every load is checked against the canonical arrays (SOURCE.md beside the shared shards): the
+labels' sha256, the images' sha256 leaving out the 111 images the shared copy holds only as
+lossy JPEGs (:data:`JPEG_FALLBACK`), so the shared and the official copy agree, and the
+``jpeg_fallback`` mask. A mismatch raises :class:`DataIntegrityError`.
+
+Environment variables: ``SEMLIB_DATA`` (a data directory), ``SEMLIB_CIFAR10_URL`` and
+``SEMLIB_CIFAR10_SHA256`` (where the archive is downloaded from and its sha256, e.g. a local
+mirror), ``SEMLIB_DATA_VERIFY=0`` (use a copy that differs from the canonical one, with a
+warning instead of an error).
 
 Evaluation subsets are the first ``n`` test images in canonical order, skipping the images
-whose ``jpeg_fallback`` flag is set (lossy copies) unless asked to keep them.
+whose ``jpeg_fallback`` flag is set (the same indices whatever the copy) unless asked to keep them.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
-import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +41,7 @@ import pandas as pd
 import torch
 
 ENV_VAR = "SEMLIB_DATA"
+VERIFY_ENV = "SEMLIB_DATA_VERIFY"
 DEFAULT_DIR = Path("data")
 NUM_CLASSES = 10
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -36,12 +51,37 @@ _SHARDS = {
     "test": ["cifar10_test.npz"],
 }
 _PY_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_SHARD_KEYS = ("x", "y", "jpeg_fallback", "start")
+
+#: Canonical indices of the 111 images the shared copy holds only as lossy JPEGs (SOURCE.md).
+JPEG_FALLBACK = {
+    "train": (4298, 5949, 7066, 7237, 7248, 7630, 8006, 8831, 8968, 9415, 10336, 10408, 10572, 11027,
+              12762, 12834, 13546, 21493, 25728, 26098, 26927, 27621, 28435, 28670, 28728, 29694, 29747,
+              30329, 31066, 31367, 31462, 31625, 31663, 32777, 33446, 33641, 33661, 34067, 34276, 34387,
+              34471, 34825, 35160, 35646, 36733, 37329, 37474, 37567, 38089, 38384, 38925, 39069, 39358,
+              39385, 39613, 39840, 39888, 39971, 40805, 41761, 41779, 42004, 42389, 42611, 43357, 43883,
+              44420, 44882, 45168, 45240, 46175, 46435, 46538, 46624, 47393, 47597, 48081, 48124, 48333,
+              48821, 48836, 49321, 49429, 49631, 49830, 49857),
+    "test": (260, 722, 1259, 1369, 1422, 1556, 2245, 2737, 2935, 3630, 3695, 3718, 4085, 4496, 5791,
+             5896, 6286, 7580, 7707, 7724, 7832, 8117, 8541, 8551, 9254),
+}
+#: sha256 of the labels (uint8) and of the images (uint8 HWC, C order) without JPEG_FALLBACK.
+CANONICAL_SHA256 = {
+    "train": {"labels": "2b7cd2f24487317614016b72ffd53071c3062f592f0eb300c18a770d41ae1253",
+              "images": "61e270ab356559630e494396b12519697d65a971f131e6a36e22a9289461470e"},
+    "test": {"labels": "cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5",
+             "images": "9f2f36ee11406bac5cb1937a1f02749e63659c9840cea6517bc01521e2638bd5"},
+}
 
 Split = Literal["train", "test"]
 
 
 class DataNotFoundError(FileNotFoundError):
-    """No CIFAR-10 copy in any of the places looked."""
+    """No CIFAR-10 copy in any of the places looked, and none could be downloaded."""
+
+
+class DataIntegrityError(ValueError):
+    """A CIFAR-10 copy (or download) differs from the canonical one."""
 
 
 @dataclass
@@ -55,8 +95,9 @@ class Cifar10Split:
     y : torch.Tensor
         int64 ``[N]`` class labels.
     jpeg_fallback : torch.Tensor
-        bool ``[N]``; True for images only available as lossy JPEG copies (all False for
-        torchvision's folder, whose pixels are the originals).
+        bool ``[N]``; True for the 111 images of :data:`JPEG_FALLBACK`, which the shared copy
+        holds only as lossy JPEGs; set for the same indices in any copy (the official one too),
+        so evaluation subsets are the same images whatever the copy.
     source : str
         Where the arrays were read from.
     """
@@ -90,17 +131,25 @@ def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     return dirs
 
 
-def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The first candidate directory that holds CIFAR-10 in a known layout."""
-    for d in candidate_dirs(data_dir):
+def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The first candidate directory that holds CIFAR-10 in a known layout.
+
+    If there is none and ``download`` is true, the official archive is downloaded into the
+    first candidate directory and converted to the shards (see :func:`semlib.fetch.fetch`).
+    """
+    dirs = candidate_dirs(data_dir)
+    for d in dirs:
         if _has_shards(d) or _py_folder(d) is not None:
             return d
-    raise DataNotFoundError(_not_found_message(candidate_dirs(data_dir)))
+    if not download:
+        raise DataNotFoundError(_not_found_message(dirs))
+    from .fetch import fetch
+    return fetch(dirs[0], looked=dirs)
 
 
 def load_split(split: Split = "train", data_dir: str | os.PathLike | None = None,
-               download: bool = False) -> Cifar10Split:
-    """Load one split of CIFAR-10, checking shapes and counts.
+               download: bool = True) -> Cifar10Split:
+    """Load one split of CIFAR-10, checking its format, counts and canonical hashes.
 
     Parameters
     ----------
@@ -108,27 +157,37 @@ def load_split(split: Split = "train", data_dir: str | os.PathLike | None = None
     data_dir : path, optional
         Looked in before ``$SEMLIB_DATA`` and ``./data``.
     download : bool
-        If no copy is found, let torchvision download ``cifar-10-batches-py`` into the first
-        candidate directory (needs torchvision and a network connection).
+        If no copy is found, download the official archive into the first candidate directory
+        and convert it to the shards (needs a network connection); False raises instead.
+
+    Raises
+    ------
+    DataNotFoundError
+        No copy found (and, with ``download``, the download failed).
+    DataIntegrityError
+        The copy differs from the canonical one (unless ``SEMLIB_DATA_VERIFY=0``).
     """
     if split not in _SPLIT_SIZES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    try:
-        d = find_data_dir(data_dir)
-    except DataNotFoundError:
-        if not download:
-            raise
-        d = _download(candidate_dirs(data_dir)[0])
-    return _load_cached(str(d.resolve()), split)
+    d = find_data_dir(data_dir, download=download)
+    verify = os.environ.get(VERIFY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return _load_cached(str(d.resolve()), split, verify)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(d: str, split: Split) -> Cifar10Split:
+def _load_cached(d: str, split: Split, verify: bool) -> Cifar10Split:
     # decompressing the shards takes seconds; notebooks and the zoo load the same split often
     path = Path(d)
-    out = _load_shards(path, split) if _has_shards(path) else _load_py_folder(_py_folder(path), split)
-    _check(out, split)
-    return out
+    if _has_shards(path):
+        x, y, fb, files = _load_shards(path, split)
+        source = path
+    else:
+        source = _py_folder(path)
+        x, y, fb, files = _load_py_folder(source, split)
+    _check_counts(y, split, files)
+    _verify(x, y, fb, split, files, verify)
+    return Cifar10Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long(),
+                        torch.from_numpy(fb), source=str(source))
 
 
 def eval_subset(n: int, data_dir: str | os.PathLike | None = None, *, include_fallback: bool = False,
@@ -161,71 +220,126 @@ def _py_folder(d: Path) -> Path | None:
     return None
 
 
-def _load_shards(d: Path, split: Split) -> Cifar10Split:
+def _fallback_mask(split: Split) -> np.ndarray:
+    mask = np.zeros(_SPLIT_SIZES[split], dtype=bool)
+    mask[list(JPEG_FALLBACK[split])] = True
+    return mask
+
+
+def _split_files(d: Path, names: list[str]) -> str:
+    """A split's files as named in messages."""
+    return str(d / names[0]) if len(names) == 1 else f"{d / names[0]} .. {names[-1]}"
+
+
+def _load_shards(d: Path, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     xs, ys, fb = [], [], []
     expected_start = 0
     for name in _SHARDS[split]:
         path = d / name
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                x, y, f, start = z["x"], z["y"], z["jpeg_fallback"], int(z["start"])
-        except Exception as e:  # truncated zip, missing key, ...
-            raise ValueError(f"cannot read CIFAR-10 shard {path}: {e}; re-copy the file from the source "
-                             f"(see SOURCE.md beside the shards)") from None
+        x, y, f, start = _read_shard(path)
         if start != expected_start:
             raise ValueError(f"shard {path} starts at image {start}, expected {expected_start}: shards out of order")
         expected_start += len(y)
         xs.append(x), ys.append(y), fb.append(f)
-    x = torch.from_numpy(np.concatenate(xs)).permute(0, 3, 1, 2).contiguous()
-    return Cifar10Split(x, torch.from_numpy(np.concatenate(ys)).long(), torch.from_numpy(np.concatenate(fb)),
-                        source=str(d))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(fb), _split_files(d, _SHARDS[split])
 
 
-def _load_py_folder(d: Path, split: Split) -> Cifar10Split:
+def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    fix = "re-copy the file from the source (see SOURCE.md beside the shards)"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in _SHARD_KEYS}
+    except Exception as e:  # truncated zip, object array, not an npz, ...
+        raise ValueError(f"cannot read CIFAR-10 shard {path}: {_one_line(e)}; {fix}") from None
+    problem = _shard_problem(arrays)
+    if problem:
+        raise ValueError(f"CIFAR-10 shard {path} is malformed: {problem}; {fix}")
+    return arrays["x"], arrays["y"], arrays["jpeg_fallback"], int(arrays["start"])
+
+
+def _shard_problem(a: dict[str, np.ndarray]) -> str | None:
+    missing = [k for k in _SHARD_KEYS if k not in a]
+    if missing:
+        return f"missing key(s) {', '.join(missing)}"
+    x, y, f, start = (a[k] for k in _SHARD_KEYS)
+    n = len(y) if y.ndim == 1 else -1
+    want = {"x": (x, np.uint8, (n, 32, 32, 3)), "y": (y, np.uint8, (n,)), "jpeg_fallback": (f, np.bool_, (n,)),
+            "start": (start, np.int64, ())}
+    for key, (arr, dtype, shape) in want.items():
+        if arr.dtype != dtype and not (key == "start" and arr.dtype.kind in "iu"):
+            return f"{key} is {arr.dtype}, expected {np.dtype(dtype)}"
+        if arr.shape != shape:
+            return f"{key} has shape {arr.shape}, expected {shape} (n = number of labels)"
+    return _label_problem(y)
+
+
+def _label_problem(y: np.ndarray) -> str | None:
+    bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES))
+    return f"label {y[bad[0]]} of image {bad[0]} is outside 0..{NUM_CLASSES - 1}" if len(bad) else None
+
+
+def _load_py_folder(d: Path, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    from .fetch import read_batch
+
     xs, ys = [], []
     for name in _PY_BATCHES[split]:
-        # the official CIFAR-10 python batches are pickled dicts of numpy arrays; this is data
-        # from the dataset's own distribution, not a checkpoint
         with open(d / name, "rb") as fh:
-            entry = pickle.load(fh, encoding="latin1")
-        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(entry.get("labels", entry.get("fine_labels"))))
-    x = torch.from_numpy(np.concatenate(xs))
-    y = torch.from_numpy(np.concatenate(ys)).long()
-    return Cifar10Split(x, y, torch.zeros(len(y), dtype=torch.bool), source=str(d))
+            x, y = read_batch(fh, d / name)
+        xs.append(x), ys.append(y)
+    return (np.concatenate(xs), np.concatenate(ys), _fallback_mask(split),
+            _split_files(d, _PY_BATCHES[split]))
 
 
-def _check(data: Cifar10Split, split: Split) -> None:
+def _check_counts(y: np.ndarray, split: Split, files: str) -> None:
     n = _SPLIT_SIZES[split]
-    if tuple(data.x.shape) != (n, 3, 32, 32) or data.x.dtype != torch.uint8:
-        raise ValueError(f"CIFAR-10 {split} images in {data.source} have shape {tuple(data.x.shape)} "
-                         f"{data.x.dtype}, expected ({n}, 3, 32, 32) uint8")
-    if data.y.shape != (n,) or data.jpeg_fallback.shape != (n,):
-        raise ValueError(f"CIFAR-10 {split} labels in {data.source} do not match the {n} images")
-    counts = torch.bincount(data.y, minlength=NUM_CLASSES)
-    if len(counts) != NUM_CLASSES or not bool((counts == n // NUM_CLASSES).all()):
-        raise ValueError(f"CIFAR-10 {split} class counts in {data.source} are {counts.tolist()}, "
+    if len(y) != n:
+        raise ValueError(f"CIFAR-10 {split} split in {files} has {len(y)} images, expected {n}")
+    counts = np.bincount(y, minlength=NUM_CLASSES)
+    if not bool((counts == n // NUM_CLASSES).all()):
+        raise ValueError(f"CIFAR-10 {split} class counts in {files} are {counts.tolist()}, "
                          f"expected {n // NUM_CLASSES} each")
 
 
-def _download(root: Path) -> Path:
-    try:
-        from torchvision.datasets import CIFAR10
-    except ImportError as e:
-        raise DataNotFoundError(
-            f"no CIFAR-10 found and torchvision is not importable ({e}); install it "
-            f"(pip install 'semlib[download]') or point {ENV_VAR} at the data") from None
-    root.mkdir(parents=True, exist_ok=True)
-    CIFAR10(str(root), train=True, download=True)
-    CIFAR10(str(root), train=False, download=True)
-    return root
+def _images_sha256(x: np.ndarray, skip: tuple[int, ...]) -> str:
+    """sha256 of uint8 HWC images in C order, leaving out the images at ``skip`` (sorted)."""
+    h, prev = hashlib.sha256(), 0
+    for i in (*skip, len(x)):
+        h.update(np.ascontiguousarray(x[prev:i]))
+        prev = i + 1
+    return h.hexdigest()
 
 
-def _not_found_message(dirs: list[Path]) -> str:
+def _verify(x: np.ndarray, y: np.ndarray, fb: np.ndarray, split: Split, files: str, verify: bool) -> None:
+    want = CANONICAL_SHA256[split]
+    bad = []
+    if hashlib.sha256(np.ascontiguousarray(y, dtype=np.uint8)).hexdigest() != want["labels"]:
+        bad.append(("labels", "shuffled or edited labels, or a different copy"))
+    if _images_sha256(x, JPEG_FALLBACK[split]) != want["images"]:
+        bad.append(("images", "flipped or edited images, or a different copy"))
+    diff = np.flatnonzero(fb != _fallback_mask(split))
+    if len(diff):
+        bad.append(("jpeg_fallback mask", f"an edited mask: image {diff[0]} is flagged differently from the "
+                                          f"{len(JPEG_FALLBACK[split])} known lossy images"))
+    if not bad:
+        return
+    msg = (f"CIFAR-10 {split} {' and '.join(b[0] for b in bad)} in {files}: not the canonical copy "
+           f"(likely {'; '.join(b[1] for b in bad)})")
+    if verify:
+        raise DataIntegrityError(f"{msg}; re-copy the data (see SOURCE.md beside the shared shards), or set "
+                                 f"{VERIFY_ENV}=0 to use this copy knowingly")
+    warnings.warn(f"{msg}; using it anyway because {VERIFY_ENV}=0", stacklevel=4)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _not_found_message(dirs: list[Path], failure: str | None = None) -> str:
     looked = "; ".join(f"{d.resolve()}" for d in dirs)
-    return (f"CIFAR-10 not found. Looked for the six .npz shards or a cifar-10-batches-py folder in: "
-            f"{looked}. Fix: set {ENV_VAR}=/path/to/cifar10 (e.g. ../shared/data/cifar10), pass "
-            f"data_dir=..., or load with download=True on a machine that is online.")
+    why, retry = (f"; {failure}", "retry on a machine that is online") if failure else \
+        ("", "load with download=True on a machine that is online")
+    return (f"CIFAR-10 not found. Looked for the six .npz shards or a cifar-10-batches-py folder in: {looked}{why}. "
+            f"Fix: set {ENV_VAR}=/path/to/cifar10 (e.g. ../shared/data/cifar10), pass data_dir=..., or {retry}.")
 
 
 def summary(data_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, dict]:

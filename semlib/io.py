@@ -23,15 +23,33 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import semlib
-from semlib import device as devices
+from semlib import device as devices, layout
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, foreign or tampered with."""
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``);
+    elsewhere set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never half-written).
+
+    The file gets the mode a plain ``open`` would give it (``0o666 & ~umask``, e.g. 0644),
+    not ``mkstemp``'s 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -40,6 +58,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -92,6 +111,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, card: dict[
     os.close(fd)
     try:
         save_file(state, tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -107,9 +127,24 @@ def read_card(path: str | os.PathLike) -> dict[str, Any] | None:
     if not cp.is_file() or not Path(path).is_file():
         return None
     try:
-        return json.loads(cp.read_text())
+        card = json.loads(cp.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"card {cp} is not valid JSON ({e}); delete it and the weights to retrain") from None
+    if not (isinstance(card, dict) and isinstance(card.get("sha256"), str)):
+        raise CheckpointError(f"card {cp} is not a checkpoint card (a JSON object with a 'sha256' string); "
+                              f"delete it and the weights to retrain")
+    return card
+
+
+BEHAVIOUR_FIELDS = ("submodel", "recipe")  # what of a card, besides the weights, shapes the model
+
+
+def card_fingerprint(card: dict[str, Any]) -> str:
+    """A hash of everything in ``card`` that shapes the model's behaviour: the weights' sha256 and
+    the architecture, size, sigma and noise space (``submodel``) or a baseline's ``recipe``. A
+    curve's cache key holds it, so editing a card's sigma changes the key."""
+    shaped = {"sha256": card["sha256"], **{k: card[k] for k in BEHAVIOUR_FIELDS if k in card}}
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_state(path: str | os.PathLike, verify: bool = True) -> dict[str, torch.Tensor]:
@@ -184,7 +219,7 @@ def provenance(params: dict[str, Any] | None = None, **extra: Any) -> dict[str, 
         "packages": package_versions(),
         "params": params or {},
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "device": devices.describe(devices.resolve())},
+                 "device": devices.describe(devices.resolve()), "cpu_capability": layout.cpu_capability()},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }

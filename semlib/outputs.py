@@ -1,11 +1,26 @@
 """Where a notebook's results go: ``outputs/<notebook>/<preset>/`` with ``fig_<topic>.png|pdf``,
-``tab_<topic>.csv`` and ``metrics.json`` (results plus provenance). Every write is atomic."""
+``tab_<topic>.csv`` and ``metrics.json`` (results plus provenance). Every write is atomic.
+
+A pipeline run (:class:`StagedRun`, used by :mod:`semlib.pipeline`) never writes into
+``<preset>/`` itself: it writes a sibling ``<preset>.running-XXXX/`` and swaps it in only when
+the notebook finished. A run that fails (or is interrupted) leaves ``<preset>/`` exactly as the
+last finished run left it and its own files in ``<preset>.failed/`` with an ``UNFINISHED.txt``
+marker saying what stopped it. Inside such a run :class:`OutputDir` writes to the staging
+folder (told through ``SEMLIB_OUTPUT_DIR``); run interactively it writes to ``<preset>/``.
+"""
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import datetime
 import io as _io
+import os
+import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -38,7 +53,8 @@ class OutputDir:
 
     def __init__(self, notebook: str, preset: str, root: str | Path | None = None):
         self.notebook, self.preset = notebook, preset
-        self.path = Path(root or project_root()) / "outputs" / notebook / preset
+        staged = staging_dir(notebook, preset)
+        self.path = staged or Path(root or project_root()) / "outputs" / notebook / preset
         self.path.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
         self.files: list[str] = []
@@ -70,3 +86,132 @@ class OutputDir:
         path = self.path / "metrics.json"
         io.write_json(path, record)
         return path
+
+
+STAGING_ENV = "SEMLIB_OUTPUT_DIR"  # the folder a pipeline run writes into ...
+STAGING_FOR_ENV = "SEMLIB_OUTPUT_FOR"  # ... and the "<notebook>/<preset>" it is for
+FAILED_MARKER = "UNFINISHED.txt"
+
+
+def staging_dir(notebook: str, preset: str) -> Path | None:
+    """The staging folder of the pipeline run of ``notebook`` on ``preset`` this process is
+    part of, or None (interactive use: write to ``outputs/<notebook>/<preset>/``)."""
+    path = os.environ.get(STAGING_ENV)
+    if path and os.environ.get(STAGING_FOR_ENV) == f"{notebook}/{preset}":
+        return Path(path)
+    return None
+
+
+class StagedRun:
+    """One pipeline run of a notebook on a preset, published only when it finishes.
+
+    ``with StagedRun(nb, preset, root) as run:`` creates ``outputs/<nb>/<preset>.running-XXXX/``
+    (``run.path``); leaving the block normally swaps it in as ``outputs/<nb>/<preset>/``
+    (atomic exchange where the OS has one, else two renames; the old folder is kept until the
+    new one is in place, then removed) and removes a stale ``<preset>.failed/``. Leaving it by
+    an exception moves the staging folder to ``<preset>.failed/`` with an ``UNFINISHED.txt``
+    marker and leaves ``<preset>/`` untouched.
+
+    Parameters
+    ----------
+    notebook : notebook stem, e.g. ``"03_whitebox_transfer"``
+    preset : ``smoke``, ``laptop`` or ``paper``
+    root : project root (holding ``outputs/``); found from the current directory by default
+    """
+
+    def __init__(self, notebook: str, preset: str, root: str | Path | None = None):
+        self.notebook, self.preset = notebook, preset
+        self.final = Path(root or project_root()) / "outputs" / notebook / preset
+        self.failed = self.final.with_name(f"{preset}.failed")
+        self.previous = self.final.with_name(f"{preset}.previous")
+        self.path: Path | None = None
+        self.error: BaseException | None = None  # what stopped a failed run
+
+    def env(self) -> dict[str, str]:
+        """Environment that points :class:`OutputDir` (in the notebook's kernel) at ``path``."""
+        return {STAGING_ENV: str(self.path), STAGING_FOR_ENV: f"{self.notebook}/{self.preset}"}
+
+    def __enter__(self) -> "StagedRun":
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        if self.previous.exists():  # a swap was cut between its two renames
+            if self.final.exists():
+                shutil.rmtree(self.previous)
+            else:
+                os.rename(self.previous, self.final)
+        self.path = Path(tempfile.mkdtemp(prefix=f"{self.preset}.running-", dir=self.final.parent))
+        os.chmod(self.path, 0o777 & ~io.current_umask())  # mkdtemp makes 0700
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self._publish()
+        else:
+            self._mark_failed(exc)
+        return False
+
+    def _publish(self) -> None:
+        if not self.final.exists():
+            os.rename(self.path, self.final)
+        elif _exchange(self.path, self.final):  # the old run now sits at self.path
+            shutil.rmtree(self.path)
+        else:
+            os.rename(self.final, self.previous)
+            try:
+                os.rename(self.path, self.final)
+            except BaseException:
+                os.rename(self.previous, self.final)
+                raise
+            shutil.rmtree(self.previous)
+        if self.failed.exists():
+            shutil.rmtree(self.failed)
+
+    def _mark_failed(self, exc: BaseException) -> None:
+        self.error = exc
+        if self.failed.exists():
+            shutil.rmtree(self.failed)
+        when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        io.atomic_write_text(self.path / FAILED_MARKER, (
+            f"UNFINISHED: this run of {self.notebook} on preset {self.preset} stopped at {when} with "
+            f"{error_line(exc)}\n"
+            f"Its files are incomplete and were not published; {self.final.name}/ beside this folder still holds "
+            f"the last finished run (if there was one).\n"
+            f"The executed notebook here shows where it stopped. Rerun with: python -m semlib.pipeline "
+            f"--preset {self.preset} notebooks/{self.notebook}.ipynb\n"))
+        os.rename(self.path, self.failed)
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: message`` of ``exc`` on one line (a notebook's error as the kernel raised it)."""
+    name = getattr(exc, "ename", None) or type(exc).__name__
+    value = getattr(exc, "evalue", None)
+    value = str(exc) if value is None else str(value)
+    first = value.strip().splitlines()[0] if value.strip() else ""
+    return f"{name}: {first}" if first else name
+
+
+@contextlib.contextmanager
+def environ(updates: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (a kernel started inside inherits them)."""
+    saved = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

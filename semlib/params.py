@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import decimal
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .yamlsafe import load_yaml  # noqa: F401  (re-exported: params files are read through it)
 
 PRESETS = ("smoke", "laptop", "paper")
 
@@ -27,10 +29,11 @@ def settings_from_dict(cls: type, raw: dict[str, Any] | None, source: str):
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool, not NaN or infinity)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-_positive = (lambda v: _number(v) and v > 0, "a number > 0 (pixels in [0, 1])")
+_positive = (lambda v: _number(v) and v > 0, "a finite number > 0 (pixels in [0, 1])")
 
 
 def _attacks() -> tuple[str, ...]:
@@ -40,11 +43,22 @@ def _attacks() -> tuple[str, ...]:
 
 
 def _study(v: Any) -> bool:
+    from dataclasses import fields
+
     from .study import StudyConfig
 
     if not isinstance(v, dict):
         return False
-    StudyConfig.from_dict(v, "STUDY")  # raises naming the bad setting
+    defaults = {f.name: f.default for f in fields(StudyConfig)}
+    for key, value in v.items():  # numbers where numbers belong, before StudyConfig compares them
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not _number(value):
+            what = "an integer" if isinstance(default, int) else "a finite number"
+            raise ValueError(f"STUDY {key} = {value!r} is not allowed; expected {what}{_text_hint(value)}")
+    cfg = StudyConfig.from_dict(v, "STUDY")  # raises naming the bad setting
+    if cfg.eps0 > cfg.eps_max:
+        raise ValueError(f"STUDY eps0 = {cfg.eps0!r} is above eps_max = {cfg.eps_max!r}: the search's first budget "
+                         f"must lie inside the plotted range; lower eps0 or raise eps_max")
     return True
 
 
@@ -59,8 +73,30 @@ def _executor(v: Any) -> bool:
 
 def _cert(v: Any) -> bool:
     return (isinstance(v, dict) and set(v) == {"sigma", "n0", "n", "alpha"} and _number(v["sigma"]) and v["sigma"] > 0
-            and all(isinstance(v[k], int) and v[k] >= 1 for k in ("n0", "n")) and _number(v["alpha"])
-            and 0 < v["alpha"] < 1)
+            and all(isinstance(v[k], int) and not isinstance(v[k], bool) and v[k] >= 1 for k in ("n0", "n"))
+            and _number(v["alpha"]) and 0 < v["alpha"] < 1)
+
+
+def _text_hint(value: Any) -> str:
+    """What to do about a number written as text: quoted, or an exponent without a dot
+    (YAML reads ``1e-2`` as text, ``1.0e-2`` as a number)."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    try:
+        plain = str(int(value.strip()))
+    except ValueError:
+        plain = format(decimal.Decimal(repr(number)), "f")
+    if "e" in value.lower() and "." not in value:
+        return f"; {value!r} is text to YAML (an exponent needs a dot, 1.0e-2): write {plain}"
+    return f"; {value!r} is text: write {plain} without quotes"
+
+
 # value rules for parameters shared by notebooks: (check, what a valid value is)
 RULES: dict[str, tuple] = {
     "PRESET": (lambda v: v in PRESETS, f"one of {', '.join(PRESETS)}"),
@@ -80,16 +116,40 @@ RULES: dict[str, tuple] = {
     "EPS_SMALL": _positive,
     "EPS_MAX": _positive,
     "MARGIN": (lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-    "CERT": (lambda v: _cert(v), "a mapping with sigma (> 0), n0, n (integers >= 1) and alpha in (0, 1)"),
+    "CERT": (lambda v: _cert(v), "a mapping with sigma (finite, > 0), n0, n (integers >= 1) and alpha in (0, 1)"),
     "N_BOOT": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 100, "an integer >= 100"),
     "EXECUTOR": (lambda v: _executor(v), "a mapping of semlib.runner.Executor settings, e.g. {kind: ray}"),
     "N_IMAGES": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "SEED": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "OUTPUT_DIR": _optional_str,
 }
+
+# pairs of parameters that contradict each other: (check, message) on the merged parameters
+CROSS: list[tuple] = [
+    (lambda p: not ("EPS_SMALL" in p and "EPS_MAX" in p) or p["EPS_SMALL"] <= p["EPS_MAX"],
+     lambda p: f"EPS_SMALL = {p['EPS_SMALL']!r} is above EPS_MAX = {p['EPS_MAX']!r}; small-eps claims must use a "
+               f"range inside the whole curve's: lower EPS_SMALL or raise EPS_MAX"),
+    (lambda p: "EPS_ZOOM" not in p or p["EPS_ZOOM"] <= _study_eps_max(p),
+     lambda p: f"EPS_ZOOM = {p['EPS_ZOOM']!r} is above STUDY eps_max = {_study_eps_max(p)!r}; the zoomed row must lie "
+               f"inside the plotted range: lower EPS_ZOOM or raise STUDY eps_max"),
+]
+
+
+def _study_eps_max(p: dict[str, Any]) -> float:
+    from .study import StudyConfig
+
+    return (p.get("STUDY") or {}).get("eps_max", StudyConfig.eps_max)
 
 
 def check_values(params: dict[str, Any], source: str = "parameters") -> None:
-    """One clear error for the first parameter whose value is not allowed."""
+    """One clear error for the first parameter whose value is not allowed, then for the first
+    pair that contradicts itself (e.g. ``EPS_SMALL`` above ``EPS_MAX``).
+
+    Parameters
+    ----------
+    params : NAME: value
+    source : where they come from (the params file), named in every error
+    """
     for key, value in params.items():
         if key in RULES:
             ok, what = RULES[key]
@@ -98,7 +158,17 @@ def check_values(params: dict[str, Any], source: str = "parameters") -> None:
             except ValueError as e:  # a structured parameter names its own bad field
                 raise ValueError(f"{source}: {e}") from None
             if not good:
-                raise ValueError(f"{source}: {key} = {value!r} is not allowed; expected {what}")
+                raise ValueError(f"{source}: {key} = {_short(value)} is not allowed; "
+                                 f"expected {what}{_text_hint(value)}")
+    for ok, message in CROSS:
+        if not ok(params):
+            raise ValueError(f"{source}: {message(params)}")
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters (errors stay one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
@@ -123,15 +193,18 @@ def load_params(notebook: str, preset: str, root: str | Path = ".") -> dict[str,
         have = sorted(p.stem for p in (root / "params" / notebook).glob("*.yaml"))
         raise FileNotFoundError(f"no parameters {path}; presets for {notebook}: {have or 'none'} "
                                 f"(choose one with PRESET=..., known presets: {', '.join(PRESETS)})")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    params = load_yaml(path) or {}
     if not isinstance(params, dict):
         raise ValueError(f"{path} must be a YAML mapping of NAME: value, got {type(params).__name__}")
-    allowed = notebook_parameters(root / "notebooks" / f"{notebook}.ipynb")
+    bad_keys = [k for k in params if not isinstance(k, str)]
+    if bad_keys:
+        raise ValueError(f"{path}: parameter names must be text (NAME: value), got {_short(bad_keys)}")
+    nb_file = root / "notebooks" / f"{notebook}.ipynb"
+    if not nb_file.is_file():
+        raise FileNotFoundError(f"no notebook {nb_file} for the parameters {path}; notebooks live in notebooks/")
+    allowed = notebook_parameters(nb_file)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"{path}: unknown parameter(s) {unknown}; the notebook's parameters are {sorted(allowed)}")
-    check_values({**params, "PRESET": preset}, str(path))
+    check_values({**allowed, **params, "PRESET": preset}, str(path))  # defaults too: cross-checks see every value
     return params

@@ -5,6 +5,13 @@ Each notebook ``notebooks/NN_name.ipynb`` runs with the parameters in
 ``params/NN_name/<preset>.yaml`` (plus ``PRESET``) and is written, executed, to
 ``outputs/NN_name/<preset>/NN_name.ipynb`` beside the figures, tables and ``metrics.json``
 it saves there.
+
+A run is published only when it finishes (:class:`semlib.outputs.StagedRun`): it writes into
+``outputs/NN_name/<preset>.running-XXXX/`` and that folder replaces ``<preset>/`` at the end.
+A notebook that fails leaves ``<preset>/`` as the last finished run left it; its partial files
+go to ``<preset>.failed/`` with an ``UNFINISHED.txt`` marker, and the command prints one line
+and exits with status 1. Every notebook and preset is checked before the first one runs; a
+missing one is one line and exit status 2.
 """
 from __future__ import annotations
 
@@ -14,25 +21,55 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .outputs import StagedRun, environ, error_line
 from .params import load_params, notebook_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_notebook(notebook: str | Path, preset: str, root: Path = ROOT, extra: dict[str, Any] | None = None,
+class RunFailed(RuntimeError):
+    """A notebook that stopped with an error; its partial outputs are in ``<preset>.failed/``."""
+
+
+def check_notebook(notebook: str | Path, root: Path | None = None) -> Path:
+    """``notebook`` as a path, or one clear error naming the notebooks there are."""
+    notebook = Path(notebook)
+    if notebook.suffix != ".ipynb" or not notebook.is_file():
+        known = sorted(p.name for p in (Path(root or ROOT) / "notebooks").glob("*.ipynb"))
+        raise FileNotFoundError(f"notebook {notebook} not found; notebooks: {', '.join(known) or 'none'} "
+                                f"(in notebooks/)")
+    return notebook
+
+
+def run_notebook(notebook: str | Path, preset: str, root: Path | None = None, extra: dict[str, Any] | None = None,
                  kernel: str = "python3") -> Path:
-    """Execute one notebook on a preset; returns the executed notebook's path."""
+    """Execute one notebook on a preset; returns the executed notebook's path.
+
+    The run writes into a staging folder and replaces ``outputs/<notebook>/<preset>/`` only
+    when it finishes; a failed run raises :class:`RunFailed` (one line) and leaves the previous
+    outputs untouched, its own in ``outputs/<notebook>/<preset>.failed/``.
+    """
     import papermill as pm
 
-    notebook = Path(notebook)
+    root = Path(root or ROOT)
+    notebook = check_notebook(notebook, root)
     name = notebook.stem
     params = {**load_params(name, preset, root), "PRESET": preset, **(extra or {})}
-    out_dir = root / "outputs" / name / preset
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / notebook.name
-    pm.execute_notebook(str(notebook), str(out), parameters=params, kernel_name=kernel, cwd=str(root),
-                        progress_bar=False)
-    return out
+    run = StagedRun(name, preset, root)
+    try:
+        with run:
+            if "OUTPUT_DIR" in notebook_parameters(notebook):
+                params["OUTPUT_DIR"] = str(run.path)
+            with environ(run.env()):  # the kernel inherits it: OutputDir writes into run.path
+                pm.execute_notebook(str(notebook), str(run.path / notebook.name), parameters=params,
+                                    kernel_name=kernel, cwd=str(root), progress_bar=False)
+    except Exception as e:
+        if run.error is None:  # the run never started (or could not be published): not a notebook failure
+            raise
+        raise RunFailed(f"{notebook.name} ({preset}) failed: {error_line(e)}; its partial outputs are in "
+                        f"{run.failed} (marked {run.failed.name}/UNFINISHED.txt); {run.final} keeps the last "
+                        f"finished run") from e
+    return run.final / notebook.name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,13 +81,26 @@ def main(argv: list[str] | None = None) -> int:
                     help="run sub-model training and curve shards as Ray tasks (a local Ray over this machine's "
                          "cores; for a cluster set EXECUTOR: {kind: ray, address: ...} in the params files)")
     args = ap.parse_args(argv)
-    for nb in args.notebooks:
-        extra = {"RETRAIN": True} if args.retrain_zoo and Path(nb).stem == "01_zoo" else {}
-        if args.executor and "EXECUTOR" in notebook_parameters(nb):
-            extra["EXECUTOR"] = {**load_params(Path(nb).stem, args.preset).get("EXECUTOR", {}), "kind": args.executor}
+    extras = []
+    try:  # every notebook and preset before the first run
+        for nb in args.notebooks:
+            nb = check_notebook(nb, ROOT)
+            params = load_params(nb.stem, args.preset, ROOT)
+            extra = {"RETRAIN": True} if args.retrain_zoo and nb.stem == "01_zoo" else {}
+            if args.executor and "EXECUTOR" in notebook_parameters(nb):
+                extra["EXECUTOR"] = {**params.get("EXECUTOR", {}), "kind": args.executor}
+            extras.append(extra)
+    except (OSError, ValueError) as e:
+        print(f"semlib.pipeline: {e}", file=sys.stderr)
+        return 2
+    for nb, extra in zip(args.notebooks, extras):
         start = time.perf_counter()
         print(f"[semlib] {nb} ({args.preset}) ...", flush=True)
-        out = run_notebook(nb, args.preset, extra=extra)
+        try:
+            out = run_notebook(nb, args.preset, ROOT, extra=extra)
+        except RunFailed as e:
+            print(f"semlib.pipeline: {e}", file=sys.stderr)
+            return 1
         print(f"[semlib] {nb} done in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Protocol
@@ -51,7 +52,8 @@ def noise_space(value: str | NoiseSpace) -> NoiseSpace:
 
 
 def check_sigma(sigma: float) -> float:
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+    """``sigma`` as a float; one clear error if it is not a finite number >= 0."""
+    if not (isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 
@@ -120,15 +122,59 @@ def call_classifier(classifier: Callable, x: torch.Tensor, generator: torch.Gene
     return classifier(x, generator) if accepts_generator(classifier) else classifier(x)
 
 
+NUM_CLASSES = 10  # CIFAR-10
+
+
 def check_images(x: torch.Tensor) -> None:
+    """Refuse anything but a non-empty float32 batch ``[B, 3, H, W]`` of finite pixels in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"images must be a torch tensor [B, 3, H, W] of float32 pixels in [0, 1], "
+                         f"got {type(x).__name__}; convert with torch.as_tensor(x, dtype=torch.float32)")
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"images must have shape [B, 3, H, W], got {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.numel() == 0:
+        raise ValueError(f"images: empty batch {tuple(x.shape)}; pass at least one image")
     if not x.is_floating_point():
         raise ValueError(f"images must be float pixels in [0, 1], got dtype {x.dtype}; divide uint8 by 255")
-    lo, hi = float(x.min()), float(x.max())
+    if x.dtype != torch.float32:
+        raise ValueError(f"images must be float32 pixels in [0, 1] (the models' dtype), got {x.dtype}; "
+                         f"convert with x.float()")
+    with torch.no_grad():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"images contain {bad} NaN or infinite pixel(s); pass finite pixels in [0, 1]")
+        lo, hi = (float(v) for v in torch.aminmax(x))
     if lo < 0 or hi > 1:
         raise ValueError(f"image pixels must lie in [0, 1], got min {lo:.3g}, max {hi:.3g}; "
                          f"pass raw pixels (normalization is the model's first layer)")
+
+
+def check_labels(y: torch.Tensor, n: int, name: str = "labels", num_classes: int = NUM_CLASSES,
+                 device: torch.device | None = None, of: str = "the images") -> None:
+    """Refuse labels (or targets) that are not int64 class indices ``[n]`` in ``0..num_classes-1``.
+
+    Parameters
+    ----------
+    y : the labels to check
+    n : how many there must be (one per image)
+    name : what they are called in the error (``labels`` or ``targets``)
+    num_classes : classes of the task (CIFAR-10: 10)
+    device : where they must live (the images' device), if given
+    of : what they must match in length, for the error
+    """
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"{name} must be a torch tensor of int64 class indices, got {type(y).__name__}; "
+                         f"convert with torch.as_tensor({name}, dtype=torch.long)")
+    if y.dim() != 1 or len(y) != n:
+        raise ValueError(f"{name} must have shape [{n}] to match {of}, got {tuple(y.shape)}")
+    if y.dtype != torch.long:
+        raise ValueError(f"{name} must be int64 (torch.long) class indices, got dtype {y.dtype}; convert with .long()")
+    if device is not None and y.device != torch.device(device):
+        raise ValueError(f"{name} are on {y.device} but the images on {device}; move them with .to({str(device)!r})")
+    if n:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name} must be class indices in 0..{num_classes - 1}, got min {lo}, max {hi}")
 
 
 @torch.no_grad()
@@ -148,7 +194,7 @@ def mc_counts(classifier: Callable, x: torch.Tensor, n: int, num_classes: int = 
     counts : int64 ``[B, num_classes]``, each row summing to ``n``
     """
     check_images(x)
-    if not (isinstance(n, int) and n >= 1):
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
         raise ValueError(f"n (Monte-Carlo draws) must be an integer >= 1, got {n!r}")
     b = x.shape[0]
     counts = torch.zeros(b, num_classes, dtype=torch.long, device=x.device)
@@ -228,8 +274,12 @@ def certify(classifier: Callable, x: torch.Tensor, sigma: float, n0: int, n: int
     return Certificate(prediction, radius.float(), p_lower.float())
 
 
+def _real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def _check_alpha(alpha: float) -> None:
-    if not (0 < alpha < 1):
+    if not (_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
 
 
@@ -251,18 +301,20 @@ def mc_success(counts: torch.Tensor, y: torch.Tensor, alpha: float = 0.3,
     bool ``[B]``. Untargeted: ``argmax c != y`` or ``max_{j != y} c_j / N >= alpha``.
     Targeted: ``argmax c == t`` or ``c_t / N >= alpha``.
     """
-    if not (0 < alpha <= 1):
+    if not (_real(alpha) and 0 < alpha <= 1):
         raise ValueError(f"alpha (abstention threshold) must lie in (0, 1], got {alpha!r}")
-    if y.shape != counts.shape[:1]:
-        raise ValueError(f"labels have shape {tuple(y.shape)} but counts are for {counts.shape[0]} images")
+    if not (isinstance(counts, torch.Tensor) and counts.dim() == 2 and counts.shape[0] >= 1
+            and not counts.is_floating_point()):
+        raise ValueError(f"counts must be an integer tensor [B, C] of votes with B >= 1 (mc_counts), got "
+                         f"{tuple(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__}")
+    check_labels(y, counts.shape[0], num_classes=counts.shape[1], device=counts.device, of="the counts")
     n = counts.sum(1).double()
     top = counts.argmax(1)
     # compare the fraction c / N with alpha, as the rule is written (alpha * N can round above c)
     if target is None:
         others = counts.scatter(1, y[:, None], -1)
         return (top != y) | (others.max(1).values / n >= alpha)
-    if target.shape != y.shape:
-        raise ValueError(f"targets have shape {tuple(target.shape)}, labels {tuple(y.shape)}: they must match")
+    check_labels(target, counts.shape[0], "targets", counts.shape[1], counts.device, of="the labels")
     return (top == target) | (counts.gather(1, target[:, None]).squeeze(1) / n >= alpha)
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import device as devices, io, zoo
+from . import device as devices, io, layout, zoo
 from .attacks import APGD, ATTACKS, make_attack
 from .baselines import BaselineSpec, load_baseline
 from . import runner
@@ -194,7 +194,7 @@ class Study:
                  threshold: float = 0.2, data_dir: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None):
         self.device = devices.resolve(device)
-        self.computed_on = {"device": devices.describe(self.device)}  # recorded in every shard's manifest
+        self.computed_on = {"device": devices.describe(self.device), "cpu_capability": layout.cpu_capability()}  # recorded in every shard's manifest
         self._device_request = devices.request(device)  # what Ray workers resolve for themselves
         self.spec = zoo.load_spec(zoo_name)
         self.spec_path = (Path(zoo_name) if Path(zoo_name).suffix in (".yaml", ".yml")
@@ -225,7 +225,8 @@ class Study:
     def submodel(self, name: str) -> NoisyClassifier:
         if name not in self._models:
             self._sha[name] = self._card_sha(name)
-            self._models[name] = zoo.load_submodel(self.zoo_dir, name, self.device)
+            expected = {s.name: s for s in self.spec.submodels()}.get(name)
+            self._models[name] = zoo.load_submodel(self.zoo_dir, name, self.device, expected)
             self._owner[id(self._models[name].base)] = name
         return self._models[name]
 
@@ -293,7 +294,7 @@ class Study:
 
     def _card_sha(self, name: str) -> str | None:
         card = io.read_card(self.zoo_dir / f"{name}.safetensors")
-        return card["sha256"] if card else None  # None: load_* says what is missing
+        return io.card_fingerprint(card) if card else None  # None: load_* says what is missing
 
     def checkpoints(self, *models: nn.Module) -> dict[str, str]:
         """The checkpoints (name -> sha256) whose weights ``models`` use."""

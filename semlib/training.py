@@ -4,8 +4,10 @@ Recipe (one place, every value overridable through :class:`TrainConfig`): SGD wi
 momentum, a linear warm-up then linear decay of the learning rate, label smoothing, random
 crop (4-pixel zero padding) and horizontal flip, and Gaussian noise ``x + N(0, sigma^2)`` on
 every training image (Cohen et al. 2019; sigma = 0 trains a plain model). On a CPU with bf16
-support, bf16 autocast and channels_last roughly double training speed (see
-``benchmarks/bench_training.py``); evaluation for reported numbers runs in fp32.
+support, bf16 autocast and channels_last roughly double training speed; channels_last alone
+gains x1.1-1.3 on an AVX2-only CPU, with the layers oneDNN's AVX2 kernels get wrong kept
+contiguous (:mod:`semlib.layout`; ``benchmarks/bench_training.py``). Evaluation for reported
+numbers runs in fp32.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import layout
 from .smoothing import NoiseSpace, add_noise, check_sigma, noise_space
 
 
@@ -116,8 +119,6 @@ def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     order_gen = torch.Generator().manual_seed(cfg.seed)  # batch order, on the CPU
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # crops, flips, noise
     use_bf16 = cfg.bf16 and (device.type != "cpu" or bf16_available())
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.dim() > 1 else no_decay).append(p)
@@ -129,41 +130,40 @@ def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     result = TrainResult()
     start = time.perf_counter()
-    model.train()
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    step, running, count = 0, 0.0, 0
-    while step < total:
-        order = torch.randperm(n, generator=order_gen)
-        for i in range(steps_per_epoch):
-            if step >= total:
-                break
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb = augment(x_uint8[idx].to(device).float().div_(255.0), gen)
-            xb = add_noise(xb, cfg.sigma, cfg.noise_space, gen)
-            if cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = y[idx].to(device)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
-            with autocast(use_bf16, device):
-                if loss_fn is None:
-                    loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
-                else:
-                    loss = loss_fn(model, xb, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item() * len(idx)
-            count += len(idx)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{running / max(1, count):.3f}")
-        result.losses.append(running / max(1, count))
-        running, count = 0.0, 0
-    bar.close()
+    with layout.channels_last(model, cfg.channels_last):  # exposed layers stay contiguous
+        model.train()
+        bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+        step, running, count = 0, 0.0, 0
+        while step < total:
+            order = torch.randperm(n, generator=order_gen)
+            for i in range(steps_per_epoch):
+                if step >= total:
+                    break
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                xb = augment(x_uint8[idx].to(device).float().div_(255.0), gen)
+                xb = add_noise(xb, cfg.sigma, cfg.noise_space, gen)
+                # the crop leaves NHWC strides: say which layout the model gets
+                xb = xb.contiguous(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+                yb = y[idx].to(device)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup)
+                with autocast(use_bf16, device):
+                    if loss_fn is None:
+                        loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+                    else:
+                        loss = loss_fn(model, xb, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                running += loss.item() * len(idx)
+                count += len(idx)
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{running / max(1, count):.3f}")
+            result.losses.append(running / max(1, count))
+            running, count = 0.0, 0
+        bar.close()
     model.eval()
-    if cfg.channels_last:
-        model.to(memory_format=torch.contiguous_format)
     result.seconds = time.perf_counter() - start
     result.images = total * cfg.batch_size
     return result

@@ -28,15 +28,15 @@ from typing import Any, Iterable
 
 import pandas as pd
 import torch
-import yaml
 from tqdm.auto import tqdm
 
-from . import device as devices, io
+from . import device as devices, io, layout
 from .data import load_split
 from .models import build_model, family_of
 from .outputs import project_root
 from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
 from .training import TrainConfig, accuracy, train
+from .yamlsafe import load_yaml
 
 _SPEC_KEYS = {"name", "noise_space", "sigmas", "models", "train", "finetune", "single_arch", "evaluate", "seed",
               "baselines"}
@@ -104,10 +104,7 @@ class ZooSpec:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"zoo spec {path} not found; presets live in params/zoo/<preset>.yaml")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ValueError(f"zoo spec {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raw = load_yaml(path)  # bounded: alias bombs, huge files and deep nesting are one line
         if not isinstance(raw, dict):
             raise ValueError(f"zoo spec {path} must be a YAML mapping, got {type(raw).__name__}")
         return cls.from_dict(raw, source=str(path))
@@ -250,7 +247,8 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
             "train_seconds": round(result.seconds, 1), "train_images": result.images,
             "train_losses": [round(x, 4) for x in result.losses],
             "data_sha256": train_data.sha256(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": devices.describe(dev), **metrics,
+            "threads": torch.get_num_threads(), "device": devices.describe(dev),
+            "cpu_capability": layout.cpu_capability(), **metrics,
         }
         io.save_checkpoint(model, path, card)
     return zoo_table(zoo_dir, [s.name for s in subs])
@@ -347,14 +345,23 @@ def admitted(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return df[score >= threshold].reset_index(drop=True)
 
 
-def load_submodel(zoo_dir: str | os.PathLike, name: str, device: str | torch.device = "cpu") -> NoisyClassifier:
-    """A trained sub-model as a :class:`NoisyClassifier` (fp32, eval mode), hash-checked."""
+def load_submodel(zoo_dir: str | os.PathLike, name: str, device: str | torch.device = "cpu",
+                  expected: SubModelSpec | None = None) -> NoisyClassifier:
+    """A trained sub-model as a :class:`NoisyClassifier` (fp32, eval mode), hash-checked; with
+    ``expected`` (the zoo spec's sub-model), its card must describe exactly that model."""
     path = Path(zoo_dir) / f"{name}.safetensors"
     card = io.read_card(path)
     if card is None:
         have = sorted(p.stem for p in Path(zoo_dir).glob("*.safetensors"))
         raise io.CheckpointError(f"no finished sub-model {name!r} in {zoo_dir}; have: {have or 'none'} — "
                                  f"train the zoo first (make zoo)")
-    sub = SubModelSpec(**card["submodel"])
+    try:
+        sub = SubModelSpec(**card["submodel"])
+    except (KeyError, TypeError) as e:
+        raise io.CheckpointError(f"card {io.card_path(path)} has no valid 'submodel' entry ({e}); delete it and the "
+                                 f"weights, then retrain (make zoo)") from None
+    if expected is not None and sub != expected:
+        raise io.CheckpointError(f"card {io.card_path(path)} describes {asdict(sub)}, but the zoo spec asks for "
+                                 f"{asdict(expected)} (edited card, or spec changed since training); retrain: make zoo")
     model = io.load_weights(sub.build(), path).to(device).eval()
     return NoisyClassifier(model, sub.sigma, sub.noise_space).eval()

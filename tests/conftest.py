@@ -21,3 +21,21 @@ def data_dir() -> Path:
 def _threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_fetch():
+    """No test downloads CIFAR-10 from the internet: the fetcher is pointed at a closed loopback
+    port (tests of the fetch path serve their own archive on 127.0.0.1)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    old = os.environ.get("SEMLIB_CIFAR10_URL")
+    os.environ["SEMLIB_CIFAR10_URL"] = f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+    yield
+    if old is None:
+        os.environ.pop("SEMLIB_CIFAR10_URL", None)
+    else:
+        os.environ["SEMLIB_CIFAR10_URL"] = old

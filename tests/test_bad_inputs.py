@@ -5,13 +5,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from semlib import (attacks, baselines, claims, curves, data, device, ensemble, io, models, params, runner, scenarios,
-                    smoothing, study, training, zoo)
+from semlib import (attacks, baselines, claims, curves, data, device, ensemble, io, models, params, pipeline, runner,
+                    scenarios, smoothing, study, training, zoo)
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "params" / "zoo" / "smoke.yaml")
 X = torch.rand(2, 3, 32, 32)
 Y = torch.zeros(2, dtype=torch.long)
 NAMES, FAMS = ["a_s0", "b_s0"], ["a", "b"]
+
+
+# billion laughs: 9 levels of 9 aliases each, 9^9 leaves if expanded
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
 
 
 def _write(tmp_path, name, text):
@@ -87,6 +92,60 @@ CASES = [
     ("study on a GPU that is not there", lambda t: study.Study(SMOKE, study.StudyConfig(), zoo_dir=t, device="cuda:7"), ValueError, "device: 'cuda:7' asked for, but"),
     ("zoo training on an unsupported device", lambda t: zoo.train_zoo(zoo.load_spec(SMOKE), t, device="meta"), ValueError, "device: device 'meta' is not supported"),
     ("bad certify params", lambda t: params.check_values({"CERT": {"sigma": 0.25, "n0": 0, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),
+    # issue 12: bad values refused before any work starts
+    ("NaN images", lambda t: smoothing.mc_counts(torch.nn.Flatten(), X * float("nan"), 2), ValueError, "images contain 6144 NaN or infinite pixel(s)"),
+    ("infinite images", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X / 0, Y, 0.1), ValueError, "NaN or infinite pixel(s)"),
+    ("empty batch (smoothing)", lambda t: smoothing.mc_counts(torch.nn.Flatten(), X[:0], 2), ValueError, "images: empty batch (0, 3, 32, 32)"),
+    ("empty batch (attack)", lambda t: attacks.PGD(steps=1)(torch.nn.Flatten(), X[:0], Y[:0], 0.1), ValueError, "empty batch"),
+    ("empty batch (search)", lambda t: curves.search_distortion(attacks.BIM(steps=1), torch.nn.Flatten(), torch.nn.Flatten(), X[:0], Y[:0]), ValueError, "empty batch"),
+    ("float64 images", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X.double(), Y, 0.1), ValueError, "images must be float32 pixels in [0, 1] (the models' dtype), got torch.float64; convert with x.float()"),
+    ("float16 images", lambda t: smoothing.mc_counts(torch.nn.Flatten(), X.half(), 2), ValueError, "got torch.float16"),
+    ("images not a tensor", lambda t: smoothing.mc_counts(torch.nn.Flatten(), X.numpy(), 2), ValueError, "images must be a torch tensor"),
+    ("int32 labels", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X, Y.int(), 0.1), ValueError, "labels must be int64 (torch.long) class indices, got dtype torch.int32"),
+    ("float labels", lambda t: attacks.NES(max_queries=4, samples=2)(torch.nn.Flatten(), X, Y.float(), 0.1), ValueError, "labels must be int64"),
+    ("labels not a tensor", lambda t: attacks.APGD(steps=1, eot=1)(torch.nn.Flatten(), X, [0, 0], 0.1), ValueError, "labels must be a torch tensor"),
+    ("label 10 on CIFAR-10", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X, torch.tensor([0, 10]), 0.1), ValueError, "labels must be class indices in 0..9, got min 0, max 10"),
+    ("negative label", lambda t: attacks.PGD(steps=1)(torch.nn.Flatten(), X, torch.tensor([-1, 3]), 0.1), ValueError, "labels must be class indices in 0..9, got min -1"),
+    ("int32 targets", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X, Y, 0.1, target=Y.int()), ValueError, "targets must be int64"),
+    ("labels of wrong length (search)", lambda t: curves.search_distortion(attacks.BIM(steps=1), torch.nn.Flatten(), torch.nn.Flatten(), X, Y[:1]), ValueError, "labels must have shape [2] to match the images, got (1,)"),
+    ("targets out of range (search)", lambda t: curves.search_distortion(attacks.BIM(steps=1), torch.nn.Flatten(), torch.nn.Flatten(), X, Y, torch.tensor([3, 12])), ValueError, "targets must be class indices in 0..9"),
+    ("labels beyond the counts' classes", lambda t: smoothing.mc_success(torch.ones(2, 3, dtype=torch.long), torch.tensor([0, 5])), ValueError, "labels must be class indices in 0..2, got min 0, max 5"),
+    ("float labels (success rule)", lambda t: smoothing.mc_success(torch.ones(2, 3, dtype=torch.long), Y.float()), ValueError, "labels must be int64"),
+    ("float counts (success rule)", lambda t: smoothing.mc_success(torch.ones(2, 3), Y), ValueError, "counts must be an integer tensor [B, C]"),
+    ("eps NaN", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X, Y, torch.tensor([0.1, float("nan")])), ValueError, "eps must be finite and >= 0"),
+    ("eps as text", lambda t: attacks.BIM(steps=1)(torch.nn.Flatten(), X, Y, "0.1"), ValueError, "eps must be a number or a tensor of shape [2], got str"),
+    ("sigma inf", lambda t: smoothing.NoisyClassifier(torch.nn.Identity(), float("inf")), ValueError, "sigma must be a finite number >= 0, got inf"),
+    ("sigma NaN", lambda t: smoothing.NoisyClassifier(torch.nn.Identity(), float("nan")), ValueError, "sigma must be a finite number >= 0, got nan"),
+    ("sigma as text", lambda t: smoothing.NoisyClassifier(torch.nn.Identity(), "0.25"), ValueError, "sigma must be a finite number >= 0, got '0.25'"),
+    ("sigma NaN (certify)", lambda t: smoothing.certify(torch.nn.Flatten(), X, float("nan"), 2, 5, 0.01), ValueError, "sigma must be a finite number >= 0"),
+    ("alpha as text (predict)", lambda t: smoothing.predict(torch.nn.Flatten(), X, 5, "0.01"), ValueError, "alpha must lie in (0, 1)"),
+    ("eps0 inf", lambda t: curves.SearchConfig(eps0=float("inf")), ValueError, "eps0 must be > 0 and finite, got inf"),
+    ("eps0 as text", lambda t: curves.SearchConfig(eps0="0.01"), ValueError, "eps0 must be > 0 and finite, got '0.01'"),
+    ("search steps as text", lambda t: curves.SearchConfig(search_steps="10"), ValueError, "search_steps must be >= 1 and binary_steps >= 0 (integers)"),
+    ("search tol NaN", lambda t: curves.SearchConfig(tol=float("nan")), ValueError, "tol must be a finite number >= 0"),
+    ("judge N as text", lambda t: curves.JudgeConfig(n="100"), ValueError, "n (Monte-Carlo draws) must be >= 1, got '100'"),
+    ("judge alpha NaN", lambda t: curves.JudgeConfig(alpha=float("nan")), ValueError, "alpha must lie in (0, 1]"),
+    ("eps grid with NaN", lambda t: curves.asr_curve([0.1], [0.0, float("nan")]), ValueError, "eps_grid must be a 1-D list of finite budgets >= 0"),
+    ("steps as text", lambda t: attacks.BIM(steps="5"), ValueError, "steps, eot and chunk must be >= 1, got '5'"),
+    ("step ratio NaN", lambda t: attacks.PGD(step_ratio=float("nan")), ValueError, "step_ratio must be a finite number > 0, got nan"),
+    ("NES eta 0", lambda t: attacks.NES(eta=0.0), ValueError, "eta must be a finite number > 0"),
+    ("SPSA samples as text", lambda t: attacks.SPSA(samples="25"), ValueError, "samples must be an integer >= 1, got '25'"),
+    ("APGD rho 2", lambda t: attacks.APGD(rho=2.0), ValueError, "rho must be a finite number >= 0 and <= 1"),
+    ("EPS_MAX inf in params", lambda t: params.check_values({"EPS_MAX": float("inf")}, "p.yaml"), ValueError, "p.yaml: EPS_MAX = inf is not allowed; expected a finite number > 0"),
+    ("EPS_SMALL NaN in params", lambda t: params.check_values({"EPS_SMALL": float("nan")}, "p.yaml"), ValueError, "EPS_SMALL = nan is not allowed"),
+    ("EPS_SMALL above EPS_MAX", lambda t: params.check_values({"EPS_MAX": 0.01, "EPS_SMALL": 0.03}, "p.yaml"), ValueError, "p.yaml: EPS_SMALL = 0.03 is above EPS_MAX = 0.01"),
+    ("EPS_ZOOM above STUDY eps_max", lambda t: params.check_values({"EPS_ZOOM": 0.2, "STUDY": {"eps_max": 0.1}}, "p.yaml"), ValueError, "EPS_ZOOM = 0.2 is above STUDY eps_max = 0.1"),
+    ("STUDY eps0 inf", lambda t: params.check_values({"STUDY": {"eps0": float("inf")}}, "p.yaml"), ValueError, "p.yaml: STUDY eps0 = inf is not allowed; expected a finite number"),
+    ("STUDY eps0 above eps_max", lambda t: params.check_values({"STUDY": {"eps0": 0.2, "eps_max": 0.1}}, "p.yaml"), ValueError, "STUDY eps0 = 0.2 is above eps_max = 0.1"),
+    ("STUDY number as text", lambda t: params.check_values({"STUDY": {"judge_n": "20"}}, "p.yaml"), ValueError, "p.yaml: STUDY judge_n = '20' is not allowed; expected an integer; '20' is text: write 20 without quotes"),
+    ("number as text in params", lambda t: params.check_values({"THRESHOLD": "0.2"}, "p.yaml"), ValueError, "p.yaml: THRESHOLD = '0.2' is not allowed; expected a fraction in [0, 1]; '0.2' is text: write 0.2 without quotes"),
+    ("exponent YAML reads as text", lambda t: params.check_values({"EPS_MAX": "1e-2"}, "p.yaml"), ValueError, "'1e-2' is text to YAML (an exponent needs a dot, 1.0e-2): write 0.01"),
+    ("CERT sigma inf", lambda t: params.check_values({"CERT": {"sigma": float("inf"), "n0": 2, "n": 10, "alpha": 0.001}}), ValueError, "sigma (finite, > 0)"),
+    ("CERT sigma NaN", lambda t: params.check_values({"CERT": {"sigma": float("nan"), "n0": 2, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),
+    ("CERT sigma negative", lambda t: params.check_values({"CERT": {"sigma": -0.25, "n0": 2, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),
+    ("YAML alias bomb", lambda t: params.load_yaml(_write(t, "bomb.yaml", BOMB)), ValueError, "uses more than 32 YAML aliases (*name); write the values out"),
+    ("recursive YAML anchor", lambda t: params.load_yaml(_write(t, "loop.yaml", "a: &a [1, *a]\n")), ValueError, "is a recursive YAML document"),
+    ("missing notebook", lambda t: pipeline.run_notebook(t / "99_none.ipynb", "smoke"), FileNotFoundError, "99_none.ipynb not found; notebooks: 00_data.ipynb, 01_zoo.ipynb"),
 ]
 
 

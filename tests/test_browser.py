@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install '.[browser]' (Playwright for Python)")
 if not Path(CHROMIUM).exists():
     pytest.skip("headless Chromium missing: apt-get install chromium (.ci/run does)", allow_module_level=True)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from semlib import device as dv
+from semlib.layout import cpu_capability
 from semlib.ensemble import StochasticEnsemble, derived_cpu_generator, draw_generator
 from semlib.smoothing import NoisyClassifier
 from semlib.study import CurveSpec, Study, StudyConfig
@@ -76,7 +77,8 @@ def test_shards_record_the_device_that_computed_them(data_dir, tmp_path, monkeyp
     assert json.loads(s.recipe())["device"] == "cpu"
     s.curves([CurveSpec("I", "bim")], progress=False)
     manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
-    assert manifests and all(m["computed_on"] == {"device": "cpu"} for m in manifests)
+    assert manifests and all(m["computed_on"] == {"device": "cpu", "cpu_capability": cpu_capability()}
+                                 for m in manifests)
     assert json.loads(Study("laptop", s.cfg, data_dir=data_dir, cache_dir=tmp_path).recipe())["device"] == "auto"
     monkeypatch.setenv(dv.ENV, "cpu")  # Ray workers resolve what the driver asked for, its variable included
     assert json.loads(Study("laptop", s.cfg, data_dir=data_dir, cache_dir=tmp_path).recipe())["device"] == "cpu"

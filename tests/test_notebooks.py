@@ -10,7 +10,7 @@ import torch
 from semlib.pipeline import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
 
 
 def _metrics(nb: str) -> dict:
@@ -44,6 +44,9 @@ def test_01_zoo_runs_on_smoke(data_dir):
     assert m["seeds"] == {"zoo_seed": 0} and m["params"]["PRESET"] == "smoke"
     assert m["packages"]["torch"].startswith("2.13.0") and m["wall_seconds"] >= 0
     assert m["host"]["device"] == ("cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0))
+    assert m["host"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    cards = [json.loads(p.read_text()) for p in (ROOT / "zoo" / "smoke").glob("*.json")]
+    assert cards and all(c["cpu_capability"] == torch.backends.cpu.get_cpu_capability() for c in cards)
     assert (out.parent / "fig_table1.png").stat().st_size > 1000
 
 

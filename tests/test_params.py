@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,72 @@ def test_every_parameter_default_obeys_its_rule():
         defaults = notebook_parameters(nb)
         check_values(defaults, nb.name)
         assert set(defaults) <= set(RULES), f"{nb.name}: parameters without a value rule"
+
+
+def _project(tmp_path, notebook, text):
+    """A project with one notebook and its smoke params file holding ``text``."""
+    (tmp_path / "params" / notebook).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    (tmp_path / "notebooks" / f"{notebook}.ipynb").write_text((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())
+    path = tmp_path / "params" / notebook / "smoke.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("notebook, text, msg", [
+    ("07_claims", "EPS_MAX: .inf\n", "EPS_MAX = inf is not allowed; expected a finite number > 0"),
+    ("07_claims", "EPS_MAX: .nan\n", "EPS_MAX = nan is not allowed"),
+    ("07_claims", "EPS_SMALL: -.inf\n", "EPS_SMALL = -inf is not allowed"),
+    ("07_claims", "EPS_MAX: 0.01\nEPS_SMALL: 0.03\n", "EPS_SMALL = 0.03 is above EPS_MAX = 0.01"),
+    ("07_claims", "EPS_SMALL: 0.2\n", "EPS_SMALL = 0.2 is above EPS_MAX = 0.1"),  # against the notebook's default
+    ("07_claims", "EPS_MAX: '0.1'\n", "EPS_MAX = '0.1' is not allowed; expected a finite number > 0 (pixels in [0, 1]); "
+                                      "'0.1' is text: write 0.1 without quotes"),
+    ("07_claims", "EPS_MAX: 1e-1\n", "'1e-1' is text to YAML (an exponent needs a dot, 1.0e-2): write 0.1"),
+    ("07_claims", "N_BOOT: '2000'\n", "N_BOOT = '2000' is not allowed; expected an integer >= 100; '2000' is text: write 2000"),
+    ("07_claims", "1: 2\n", "parameter names must be text (NAME: value), got [1]"),
+    ("03_whitebox_transfer", "STUDY: {eps0: .inf}\n", "STUDY eps0 = inf is not allowed; expected a finite number"),
+    ("03_whitebox_transfer", "STUDY: {eps_max: .nan}\n", "STUDY eps_max = nan is not allowed"),
+    ("03_whitebox_transfer", "STUDY: {eps0: 0.5}\n", "STUDY eps0 = 0.5 is above eps_max = 0.1"),
+    ("03_whitebox_transfer", "STUDY: {judge_n: '20'}\n", "STUDY judge_n = '20' is not allowed; expected an integer"),
+    ("03_whitebox_transfer", "EPS_ZOOM: 0.5\n", "EPS_ZOOM = 0.5 is above STUDY eps_max = 0.1"),
+    ("03_whitebox_transfer", "EPS_ZOOM: .inf\n", "EPS_ZOOM = inf is not allowed"),
+    ("06_certify_sem", "CERT: {sigma: .inf, n0: 2, n: 8, alpha: 0.01}\n", "CERT = {'sigma': inf"),
+    ("06_certify_sem", "CERT: {sigma: .nan, n0: 2, n: 8, alpha: 0.01}\n", "CERT = {'sigma': nan"),
+    ("06_certify_sem", "CERT: {sigma: -0.25, n0: 2, n: 8, alpha: 0.01}\n", "CERT = {'sigma': -0.25"),
+    ("06_certify_sem", "CERT: {sigma: '0.25', n0: 2, n: 8, alpha: 0.01}\n", "CERT = {'sigma': '0.25'"),
+    ("01_zoo", "THRESHOLD: '0.2'\n", "THRESHOLD = '0.2' is not allowed; expected a fraction in [0, 1]; '0.2' is text"),
+    ("01_zoo", "a: &a [1, *a]\n", "is a recursive YAML document"),
+])
+def test_bad_values_are_refused_naming_key_and_file(tmp_path, notebook, text, msg):
+    path = _project(tmp_path, notebook, text)
+    with pytest.raises(ValueError) as info:
+        load_params(notebook, "smoke", tmp_path)
+    text = str(info.value)
+    assert msg in text and str(path) in text, text
+    assert "\n" not in text
+
+
+def test_yaml_alias_bomb_fails_fast_in_one_line(tmp_path):
+    """Billion laughs: 9 levels of 9 aliases (9^9 leaves if expanded) is refused while parsing."""
+    levels = "abcdefghi"
+    bomb = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip(levels, levels[1:]))
+    path = _project(tmp_path, "01_zoo", bomb)
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        load_params("01_zoo", "smoke", tmp_path)
+    assert time.perf_counter() - start < 0.5
+    assert str(info.value) == f"{path} uses more than 32 YAML aliases (*name); write the values out"
+
+
+def test_a_few_aliases_are_fine_but_a_wide_expansion_is_not(tmp_path):
+    from semlib.params import load_yaml
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("s: &s {n_images: 4}\nt: *s\n")
+    assert load_yaml(ok) == {"s": {"n_images": 4}, "t": {"n_images": 4}}
+    wide = tmp_path / "wide.yaml"  # 26 aliases, under the cap, but 20 * 6 copies of 1000 items
+    row = "[" + ", ".join(["x"] * 1000) + "]"
+    wide.write_text(f"a: &a {row}\nb: &b [{', '.join(['*a'] * 20)}]\nc: [{', '.join(['*b'] * 6)}]\n")
+    with pytest.raises(ValueError, match="expands to more than 100000 YAML nodes"):
+        load_yaml(wide)

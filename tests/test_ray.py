@@ -15,7 +15,7 @@ from semlib import runner, zoo
 from semlib.study import Study, StudyConfig, compute_shard_task, specs
 
 ray = pytest.importorskip("ray", reason="pip install '.[ray]'")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(n_images=4, steps=2, eot=1, judge_n=4, search_steps=3, binary_steps=2, eps0=0.01, shard_size=2)
 RAY = runner.Executor(kind="ray", num_cpus=2, cpus_per_task=1)

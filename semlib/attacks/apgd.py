@@ -13,11 +13,12 @@ EOT-mean loss). Loss ``ce`` or ``dlr`` (:func:`semlib.attacks.gradient.attack_lo
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
-from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
+from .base import AttackResult, Norm, as_norm, check_inputs, check_real, direction, project, random_start
 from .gradient import default_chunk, eot_gradient
 
 
@@ -55,8 +56,12 @@ class APGD:
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
-        if self.steps < 1 or self.eot < 1:
-            raise ValueError(f"steps and eot must be >= 1, got {self.steps}, {self.eot}")
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                   for v in (self.steps, self.eot, 1 if self.chunk is None else self.chunk)):
+            raise ValueError(f"steps and eot must be >= 1 (and chunk, if given), got {self.steps!r}, {self.eot!r}, "
+                             f"{self.chunk!r}")
+        check_real("momentum", self.momentum, hi=1.0)
+        check_real("rho", self.rho, hi=1.0)
         if self.loss not in ("ce", "dlr"):
             raise ValueError(f"unknown APGD loss {self.loss!r}; choose 'ce' or 'dlr'")
 

@@ -2,12 +2,14 @@
 per-example bookkeeping. Pixels are in [0, 1]; ``eps`` is a per-example tensor ``[B]``."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from enum import Enum
 
 import torch
 
-from ..smoothing import check_images
+from ..smoothing import check_images, check_labels
 
 
 class Norm(str, Enum):
@@ -32,21 +34,41 @@ class AttackResult:
     queries: torch.Tensor
 
 
+def check_count(name: str, value, minimum: int = 1) -> None:
+    """Refuse a setting that is not an integer >= ``minimum`` (bools and strings included)."""
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_real(name: str, value, lo: float = 0.0, *, open_lo: bool = False, hi: float | None = None) -> None:
+    """Refuse a setting that is not a finite number in ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > lo if open_lo else value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        where = f"{'>' if open_lo else '>='} {lo:g}" + ("" if hi is None else f" and <= {hi:g}")
+        raise ValueError(f"{name} must be a finite number {where}, got {value!r}")
+
+
 def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
                  target: torch.Tensor | None) -> torch.Tensor:
-    """Validate an attack call; returns ``eps`` as a float tensor ``[B]`` on ``x``'s device."""
+    """Validate an attack call; returns ``eps`` as a float tensor ``[B]`` on ``x``'s device.
+
+    ``x``: non-empty float32 ``[B, 3, H, W]``, finite, in [0, 1]; ``y`` and ``target``: int64
+    ``[B]`` CIFAR-10 classes on ``x``'s device; ``eps``: a finite number >= 0 or a tensor ``[B]``.
+    """
     check_images(x)
-    if y.dim() != 1 or len(y) != len(x):
-        raise ValueError(f"labels must have shape [{len(x)}] to match the images, got {tuple(y.shape)}")
-    if target is not None and target.shape != y.shape:
-        raise ValueError(f"targets must have shape {tuple(y.shape)} like the labels, got {tuple(target.shape)}")
+    check_labels(y, len(x), "labels", device=x.device)
+    if target is not None:
+        check_labels(target, len(x), "targets", device=x.device, of="the labels")
+    if isinstance(eps, bool) or not isinstance(eps, (numbers.Real, torch.Tensor)):
+        raise ValueError(f"eps must be a number or a tensor of shape [{len(x)}], got {type(eps).__name__}")
     eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
     if eps_t.dim() == 0:
         eps_t = eps_t.expand(len(x))
     if eps_t.shape != (len(x),):
         raise ValueError(f"eps must be a number or a tensor of shape [{len(x)}], got {tuple(eps_t.shape)}")
     if bool((eps_t < 0).any()) or not bool(torch.isfinite(eps_t).all()):
-        raise ValueError(f"eps must be finite and >= 0, got min {float(eps_t.min()):.4g}")
+        raise ValueError(f"eps must be finite and >= 0, got min {float(eps_t.min()):.4g}, max {float(eps_t.max()):.4g}")
     return eps_t.clone()
 
 

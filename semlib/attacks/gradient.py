@@ -17,6 +17,7 @@ images each row of a pass is a copy of.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from ..smoothing import call_classifier
 from ..training import autocast
-from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
+from .base import AttackResult, Norm, as_norm, check_inputs, check_real, direction, project, random_start
 
 
 def forward(model, x: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -120,8 +121,11 @@ class GradientAttack:
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
-        if self.steps < 1 or self.eot < 1 or (self.chunk is not None and self.chunk < 1):
-            raise ValueError(f"steps, eot and chunk must be >= 1, got {self.steps}, {self.eot}, {self.chunk}")
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                   for v in (self.steps, self.eot, 1 if self.chunk is None else self.chunk)):
+            raise ValueError(f"steps, eot and chunk must be >= 1, got {self.steps!r}, {self.eot!r}, {self.chunk!r}")
+        check_real("step_ratio", self.step_ratio, open_lo=True)
+        check_real("decay", self.decay)
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..smoothing import call_classifier
-from .base import AttackResult, Norm, as_norm, check_inputs, direction, project
+from .base import AttackResult, Norm, as_norm, check_count, check_inputs, check_real, direction, project
 
 
 def margin_loss(log_probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -40,7 +40,12 @@ class QueryAttack:
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
-        if self.samples < 1 or self.max_queries < 2 * self.samples:
+        check_count("samples", self.samples)
+        check_count("max_queries", self.max_queries)
+        check_count("chunk", self.chunk)
+        check_real("eta", self.eta, open_lo=True)
+        check_real("lr_ratio", self.lr_ratio, open_lo=True)
+        if self.max_queries < 2 * self.samples:
             raise ValueError(f"need samples >= 1 and max_queries >= 2 * samples, got {self.samples}, "
                              f"{self.max_queries}")
 
