@@ -23,7 +23,8 @@ from torch import nn
 
 from . import device as devices, io, layout
 from .ensemble import Ensemble
-from .training import TrainConfig
+from .data import eval_subset, load_split
+from .training import TrainConfig, accuracy, train
 
 
 class RSE(nn.Module):
@@ -166,9 +167,6 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
     unsmoothed models; returns one row per baseline (name, clean_accuracy, train_seconds, ...).
     Reuse follows the zoo's rule: the card must record the same recipe and parents' hashes.
     ``device``: where to train (:func:`semlib.device.resolve`; None: auto)."""
-    from .data import eval_subset, load_split
-    from .training import accuracy, train
-
     if zoo_spec.baselines is None:
         raise ValueError(f"zoo {zoo_spec.name} defines no baselines; add a 'baselines:' entry to its YAML")
     spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)

@@ -24,12 +24,16 @@ and inconclusive otherwise.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+
+from .smoothing import clopper_pearson
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 
@@ -190,12 +194,6 @@ def noise_space_finding(recipes_json: str | os.PathLike, paper_aca: float = 0.80
     normalized-space noise, same model and fine-tuning). *Not supported* when the pixel-space
     ACA's 95% interval lies below the normalized-space one and below the paper's Table-1 value
     (``paper_aca``, ResNet18 at sigma 1.5): only noise after normalization comes near the paper."""
-    import json
-
-    import torch
-
-    from .smoothing import clopper_pearson
-
     row = next(r for r in json.loads(Path(recipes_json).read_text())["noise_space"] if r["arch"] == arch)
     n = 100
     (p_lo, p_hi), (n_lo, n_hi) = [[float(v) for v in clopper_pearson(torch.tensor([round(row[k] * n)]), n)]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,15 +35,11 @@ import torch
 
 from . import io
 from .attacks.base import Norm, as_norm, per_example_norm
+from .settings import is_int, is_real
 from .smoothing import call_classifier, check_images, check_labels, clopper_pearson, votes_needed
 
 
-def _real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+_real, _int = is_real, is_int
 
 
 @dataclass

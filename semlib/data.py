@@ -34,54 +34,16 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
-ENV_VAR = "SEMLIB_DATA"
-VERIFY_ENV = "SEMLIB_DATA_VERIFY"
-DEFAULT_DIR = Path("data")
-NUM_CLASSES = 10
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
-_SHARDS = {
-    "train": [f"cifar10_train_batch{i}.npz" for i in range(1, 6)],
-    "test": ["cifar10_test.npz"],
-}
-_PY_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-_SHARD_KEYS = ("x", "y", "jpeg_fallback", "start")
+from .cifar10 import (_PY_BATCHES, _SHARD_KEYS, _SHARDS, _SPLIT_SIZES, CANONICAL_SHA256, CLASSES,  # noqa: F401
+                      DEFAULT_DIR, ENV_VAR, JPEG_FALLBACK, NUM_CLASSES, VERIFY_ENV, DataIntegrityError,
+                      DataNotFoundError, Split, fallback_mask, label_problem, not_found_message, one_line)
+from .fetch import fetch, read_batch
 
-#: Canonical indices of the 111 images the shared copy holds only as lossy JPEGs (SOURCE.md).
-JPEG_FALLBACK = {
-    "train": (4298, 5949, 7066, 7237, 7248, 7630, 8006, 8831, 8968, 9415, 10336, 10408, 10572, 11027,
-              12762, 12834, 13546, 21493, 25728, 26098, 26927, 27621, 28435, 28670, 28728, 29694, 29747,
-              30329, 31066, 31367, 31462, 31625, 31663, 32777, 33446, 33641, 33661, 34067, 34276, 34387,
-              34471, 34825, 35160, 35646, 36733, 37329, 37474, 37567, 38089, 38384, 38925, 39069, 39358,
-              39385, 39613, 39840, 39888, 39971, 40805, 41761, 41779, 42004, 42389, 42611, 43357, 43883,
-              44420, 44882, 45168, 45240, 46175, 46435, 46538, 46624, 47393, 47597, 48081, 48124, 48333,
-              48821, 48836, 49321, 49429, 49631, 49830, 49857),
-    "test": (260, 722, 1259, 1369, 1422, 1556, 2245, 2737, 2935, 3630, 3695, 3718, 4085, 4496, 5791,
-             5896, 6286, 7580, 7707, 7724, 7832, 8117, 8541, 8551, 9254),
-}
-#: sha256 of the labels (uint8) and of the images (uint8 HWC, C order) without JPEG_FALLBACK.
-CANONICAL_SHA256 = {
-    "train": {"labels": "2b7cd2f24487317614016b72ffd53071c3062f592f0eb300c18a770d41ae1253",
-              "images": "61e270ab356559630e494396b12519697d65a971f131e6a36e22a9289461470e"},
-    "test": {"labels": "cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5",
-             "images": "9f2f36ee11406bac5cb1937a1f02749e63659c9840cea6517bc01521e2638bd5"},
-}
-
-Split = Literal["train", "test"]
-
-
-class DataNotFoundError(FileNotFoundError):
-    """No CIFAR-10 copy in any of the places looked, and none could be downloaded."""
-
-
-class DataIntegrityError(ValueError):
-    """A CIFAR-10 copy (or download) differs from the canonical one."""
 
 
 @dataclass
@@ -142,8 +104,7 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
         if _has_shards(d) or _py_folder(d) is not None:
             return d
     if not download:
-        raise DataNotFoundError(_not_found_message(dirs))
-    from .fetch import fetch
+        raise DataNotFoundError(not_found_message(dirs))
     return fetch(dirs[0], looked=dirs)
 
 
@@ -220,12 +181,6 @@ def _py_folder(d: Path) -> Path | None:
     return None
 
 
-def _fallback_mask(split: Split) -> np.ndarray:
-    mask = np.zeros(_SPLIT_SIZES[split], dtype=bool)
-    mask[list(JPEG_FALLBACK[split])] = True
-    return mask
-
-
 def _split_files(d: Path, names: list[str]) -> str:
     """A split's files as named in messages."""
     return str(d / names[0]) if len(names) == 1 else f"{d / names[0]} .. {names[-1]}"
@@ -250,7 +205,7 @@ def _read_shard(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k in _SHARD_KEYS}
     except Exception as e:  # truncated zip, object array, not an npz, ...
-        raise ValueError(f"cannot read CIFAR-10 shard {path}: {_one_line(e)}; {fix}") from None
+        raise ValueError(f"cannot read CIFAR-10 shard {path}: {one_line(e)}; {fix}") from None
     problem = _shard_problem(arrays)
     if problem:
         raise ValueError(f"CIFAR-10 shard {path} is malformed: {problem}; {fix}")
@@ -270,23 +225,17 @@ def _shard_problem(a: dict[str, np.ndarray]) -> str | None:
             return f"{key} is {arr.dtype}, expected {np.dtype(dtype)}"
         if arr.shape != shape:
             return f"{key} has shape {arr.shape}, expected {shape} (n = number of labels)"
-    return _label_problem(y)
-
-
-def _label_problem(y: np.ndarray) -> str | None:
-    bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES))
-    return f"label {y[bad[0]]} of image {bad[0]} is outside 0..{NUM_CLASSES - 1}" if len(bad) else None
+    return label_problem(y)
 
 
 def _load_py_folder(d: Path, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    from .fetch import read_batch
 
     xs, ys = [], []
     for name in _PY_BATCHES[split]:
         with open(d / name, "rb") as fh:
             x, y = read_batch(fh, d / name)
         xs.append(x), ys.append(y)
-    return (np.concatenate(xs), np.concatenate(ys), _fallback_mask(split),
+    return (np.concatenate(xs), np.concatenate(ys), fallback_mask(split),
             _split_files(d, _PY_BATCHES[split]))
 
 
@@ -316,7 +265,7 @@ def _verify(x: np.ndarray, y: np.ndarray, fb: np.ndarray, split: Split, files: s
         bad.append(("labels", "shuffled or edited labels, or a different copy"))
     if _images_sha256(x, JPEG_FALLBACK[split]) != want["images"]:
         bad.append(("images", "flipped or edited images, or a different copy"))
-    diff = np.flatnonzero(fb != _fallback_mask(split))
+    diff = np.flatnonzero(fb != fallback_mask(split))
     if len(diff):
         bad.append(("jpeg_fallback mask", f"an edited mask: image {diff[0]} is flagged differently from the "
                                           f"{len(JPEG_FALLBACK[split])} known lossy images"))
@@ -328,18 +277,6 @@ def _verify(x: np.ndarray, y: np.ndarray, fb: np.ndarray, split: Split, files: s
         raise DataIntegrityError(f"{msg}; re-copy the data (see SOURCE.md beside the shared shards), or set "
                                  f"{VERIFY_ENV}=0 to use this copy knowingly")
     warnings.warn(f"{msg}; using it anyway because {VERIFY_ENV}=0", stacklevel=4)
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-def _not_found_message(dirs: list[Path], failure: str | None = None) -> str:
-    looked = "; ".join(f"{d.resolve()}" for d in dirs)
-    why, retry = (f"; {failure}", "retry on a machine that is online") if failure else \
-        ("", "load with download=True on a machine that is online")
-    return (f"CIFAR-10 not found. Looked for the six .npz shards or a cifar-10-batches-py folder in: {looked}{why}. "
-            f"Fix: set {ENV_VAR}=/path/to/cifar10 (e.g. ../shared/data/cifar10), pass data_dir=..., or {retry}.")
 
 
 def summary(data_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, dict]:

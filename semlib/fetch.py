@@ -23,8 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .data import (_PY_BATCHES, _SHARDS, DataIntegrityError, DataNotFoundError, _fallback_mask, _label_problem,
-                   _not_found_message, _one_line)
+from .cifar10 import (_PY_BATCHES, _SHARDS, DataIntegrityError, DataNotFoundError, fallback_mask, label_problem,
+                      not_found_message, one_line)
 
 URL_ENV = "SEMLIB_CIFAR10_URL"
 SHA256_ENV = "SEMLIB_CIFAR10_SHA256"
@@ -70,7 +70,7 @@ def fetch(root: Path, looked: list[Path] | None = None) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataNotFoundError(_not_found_message(
+        raise DataNotFoundError(not_found_message(
             looked, f"cannot create {root.resolve()} to download into ({e.strerror or e})")) from None
     try:
         archive = _download(url, sha, root, looked)
@@ -98,7 +98,7 @@ def _download(url: str, sha: str, root: Path, looked: list[Path]) -> Path:
                 f"the download from {url} has sha256 {got.group(1) if got else '?'}, expected {sha}; it was "
                 f"deleted. Retry (a broken transfer or a proxy?), or if you trust this archive set "
                 f"{SHA256_ENV} to its hash") from None
-        raise DataNotFoundError(_not_found_message(looked, f"the download from {url} failed ({_reason(e)})")) from None
+        raise DataNotFoundError(not_found_message(looked, f"the download from {url} failed ({_reason(e)})")) from None
 
 
 def _reason(e: Exception) -> str:
@@ -122,7 +122,7 @@ def _reason(e: Exception) -> str:
         return "no connection"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    return f"{type(e).__name__}: {_one_line(e)}"[:160]
+    return f"{type(e).__name__}: {one_line(e)}"[:160]
 
 
 def convert(archive: Path, root: Path) -> None:
@@ -154,7 +154,7 @@ def convert(archive: Path, root: Path) -> None:
                     raise ValueError(f"{where} holds {len(y)} images, expected {BATCH_SIZE}; delete the archive")
                 start = i * BATCH_SIZE
                 written[shard] = _save_tmp(root / shard, x=np.ascontiguousarray(x), y=y, start=np.int64(start),
-                                           jpeg_fallback=_fallback_mask(split)[start:start + BATCH_SIZE])
+                                           jpeg_fallback=fallback_mask(split)[start:start + BATCH_SIZE])
         missing = [m for m, (s, i) in wanted.items() if _SHARDS[s][i] not in written]
         if missing:
             raise ValueError(f"{archive} lacks {', '.join(missing)}; this is not the official archive, delete it")
@@ -162,7 +162,7 @@ def convert(archive: Path, root: Path) -> None:
             os.replace(tmp, root / shard)
         written.clear()
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise ValueError(f"cannot read {archive} ({_one_line(e)}); delete it and download again") from None
+        raise ValueError(f"cannot read {archive} ({one_line(e)}); delete it and download again") from None
     finally:
         for tmp in written.values():
             tmp.unlink(missing_ok=True)
@@ -226,7 +226,7 @@ def read_batch(fh: BinaryIO, path: str | os.PathLike) -> tuple[np.ndarray, np.nd
     except Exception as e:  # refused global, truncated, not a pickle, ...
         if isinstance(e, pickle.UnpicklingError) and str(e).startswith(f"{path}: refused"):
             raise pickle.UnpicklingError(str(e)) from None
-        raise ValueError(f"cannot read CIFAR-10 batch {path}: {_one_line(e)}; {fix}") from None
+        raise ValueError(f"cannot read CIFAR-10 batch {path}: {one_line(e)}; {fix}") from None
     if not isinstance(entry, dict):
         raise ValueError(f"CIFAR-10 batch {path} holds a {type(entry).__name__}, not a dict; {fix}")
     entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
@@ -239,7 +239,7 @@ def read_batch(fh: BinaryIO, path: str | os.PathLike) -> tuple[np.ndarray, np.nd
     labels = np.asarray(labels) if isinstance(labels, (list, tuple, np.ndarray)) else np.asarray(None)
     if labels.dtype.kind not in "iu" or labels.shape != (len(data),):
         raise ValueError(f"CIFAR-10 batch {path}: 'labels' is not {len(data)} integers; {fix}")
-    problem = _label_problem(labels)
+    problem = label_problem(labels)
     if problem:
         raise ValueError(f"CIFAR-10 batch {path}: {problem}; {fix}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.uint8)

@@ -6,9 +6,14 @@ import ast
 import decimal
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .attacks import ATTACKS
+from .runner import Executor
+from .settings import is_finite
+from .study import StudyConfig
 from .yamlsafe import load_yaml  # noqa: F401  (re-exported: params files are read through it)
 
 PRESETS = ("smoke", "laptop", "paper")
@@ -16,37 +21,17 @@ PRESETS = ("smoke", "laptop", "paper")
 _optional_str = (lambda v: v is None or isinstance(v, str), "a path or name (string) or null")
 
 
-def settings_from_dict(cls: type, raw: dict[str, Any] | None, source: str):
-    """A settings dataclass from a parameter mapping; an unknown key is one clear error."""
-    from dataclasses import fields
-
-    raw = dict(raw or {})
-    allowed = [f.name for f in fields(cls)]
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        raise ValueError(f"{source}: unknown setting(s) {unknown}; allowed: {allowed}")
-    return cls(**raw)
-
-
-def _number(v: Any) -> bool:
-    """A finite int or float (not a bool, not NaN or infinity)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_number = is_finite  # a finite int or float, not a bool
 
 
 _positive = (lambda v: _number(v) and v > 0, "a finite number > 0 (pixels in [0, 1])")
 
 
 def _attacks() -> tuple[str, ...]:
-    from .attacks import ATTACKS
-
     return tuple(ATTACKS)
 
 
 def _study(v: Any) -> bool:
-    from dataclasses import fields
-
-    from .study import StudyConfig
-
     if not isinstance(v, dict):
         return False
     defaults = {f.name: f.default for f in fields(StudyConfig)}
@@ -63,8 +48,6 @@ def _study(v: Any) -> bool:
 
 
 def _executor(v: Any) -> bool:
-    from .runner import Executor
-
     if not isinstance(v, dict):
         return False
     Executor.from_dict(v, "EXECUTOR")  # raises naming the bad setting
@@ -136,8 +119,6 @@ CROSS: list[tuple] = [
 
 
 def _study_eps_max(p: dict[str, Any]) -> float:
-    from .study import StudyConfig
-
     return (p.get("STUDY") or {}).get("eps_max", StudyConfig.eps_max)
 
 
@@ -185,24 +166,41 @@ def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
     raise ValueError(f"{notebook} has no cell tagged 'parameters'")
 
 
-def load_params(notebook: str, preset: str, root: str | Path = ".") -> dict[str, Any]:
-    """The parameters of ``notebook`` (a stem like ``01_zoo``) for ``preset``, validated."""
-    root = Path(root)
-    path = root / "params" / notebook / f"{preset}.yaml"
-    if not path.is_file():
-        have = sorted(p.stem for p in (root / "params" / notebook).glob("*.yaml"))
-        raise FileNotFoundError(f"no parameters {path}; presets for {notebook}: {have or 'none'} "
-                                f"(choose one with PRESET=..., known presets: {', '.join(PRESETS)})")
+def _mapping(path: Path) -> dict[str, Any]:
     params = load_yaml(path) or {}
     if not isinstance(params, dict):
         raise ValueError(f"{path} must be a YAML mapping of NAME: value, got {type(params).__name__}")
     bad_keys = [k for k in params if not isinstance(k, str)]
     if bad_keys:
         raise ValueError(f"{path}: parameter names must be text (NAME: value), got {_short(bad_keys)}")
+    return params
+
+
+def load_params(notebook: str, preset: str, root: str | Path = ".") -> dict[str, Any]:
+    """The parameters of ``notebook`` (a stem like ``01_zoo``) for ``preset``, validated.
+
+    Two files: ``params/<preset>.yaml`` holds the settings every notebook shares (``ZOO``,
+    ``THRESHOLD``, ``STUDY``, ...; each notebook takes those its parameters cell declares), and
+    ``params/<notebook>/<preset>.yaml`` what is the notebook's own. A name set in both is an
+    error: each setting lives in one place, so two figures cannot drift apart."""
+    root = Path(root)
+    path = root / "params" / notebook / f"{preset}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (root / "params" / notebook).glob("*.yaml"))
+        raise FileNotFoundError(f"no parameters {path}; presets for {notebook}: {have or 'none'} "
+                                f"(choose one with PRESET=..., known presets: {', '.join(PRESETS)})")
+    params = _mapping(path)
+    shared_path = root / "params" / f"{preset}.yaml"
+    shared = _mapping(shared_path) if shared_path.is_file() else {}
+    twice = sorted(set(params) & set(shared))
+    if twice:
+        raise ValueError(f"{path}: {twice} also set in {shared_path}; a setting lives in one place: remove it "
+                         f"from one of the two")
     nb_file = root / "notebooks" / f"{notebook}.ipynb"
     if not nb_file.is_file():
         raise FileNotFoundError(f"no notebook {nb_file} for the parameters {path}; notebooks live in notebooks/")
     allowed = notebook_parameters(nb_file)
+    params = {**{k: v for k, v in shared.items() if k in allowed}, **params}
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"{path}: unknown parameter(s) {unknown}; the notebook's parameters are {sorted(allowed)}")

@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from . import settings
+
 
 @dataclass(frozen=True)
 class Executor:
@@ -43,9 +45,7 @@ class Executor:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "EXECUTOR") -> "Executor":
-        from .params import settings_from_dict
-
-        ex = settings_from_dict(cls, raw, source)
+        ex = settings.from_dict(cls, raw, source)
         if ex.kind not in ("serial", "ray"):
             raise ValueError(f"{source}: kind must be 'serial' or 'ray', got {ex.kind!r}")
         if ex.cpus_per_task < 1 or (ex.num_cpus is not None and ex.num_cpus < 1) or ex.max_retries < 0:
@@ -101,15 +101,3 @@ def _with_threads(threads: int, fn: Callable, *args):
     torch.set_num_threads(threads)
     return fn(*args)
 
-
-def crash_once(marker: str | None, fn: Callable, *args):
-    """Fault injection for the tests: when ``marker`` names a file that does not exist yet, create
-    it and kill this process with SIGKILL (a worker dying midway); otherwise ``fn(*args)``."""
-    import os
-    import signal
-    from pathlib import Path
-
-    if marker is not None and not Path(marker).exists():
-        Path(marker).write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
-    return fn(*args)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Protocol
@@ -31,6 +30,7 @@ from scipy.stats import beta as beta_dist
 from torch import nn
 
 from .models import CIFAR10_STD
+from .settings import is_finite, is_real
 
 ABSTAIN = -1
 
@@ -53,7 +53,7 @@ def noise_space(value: str | NoiseSpace) -> NoiseSpace:
 
 def check_sigma(sigma: float) -> float:
     """``sigma`` as a float; one clear error if it is not a finite number >= 0."""
-    if not (isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma >= 0):
+    if not (is_finite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 
@@ -274,8 +274,7 @@ def certify(classifier: Callable, x: torch.Tensor, sigma: float, n0: int, n: int
     return Certificate(prediction, radius.float(), p_lower.float())
 
 
-def _real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+_real = is_real
 
 
 def _check_alpha(alpha: float) -> None:

@@ -35,7 +35,7 @@ from .curves import (JudgeConfig, SearchConfig, asr_curve, cache_key, cached, ca
                      search_distortion)
 from .data import eval_subset, find_data_dir
 from .outputs import project_root
-from .params import settings_from_dict
+from .settings import from_dict as settings_from_dict
 from .scenarios import SCENARIOS, Defended, Defenses, build, scenario
 from .ensemble import Ensemble, StochasticEnsemble
 from .runner import Executor

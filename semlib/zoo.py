@@ -30,8 +30,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import device as devices, io, layout
-from .data import load_split
+from . import device as devices, io, layout, runner
+from .baselines import BaselineSpec
+from .data import eval_subset, find_data_dir, load_split
 from .models import build_model, family_of
 from .outputs import project_root
 from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
@@ -142,8 +143,6 @@ class ZooSpec:
                 TrainConfig(**{**self.train, **m.get("train", {}), **self.finetune})
         EvalConfig(**self.evaluate)
         if self.baselines is not None:
-            from .baselines import BaselineSpec
-
             BaselineSpec.from_dict(self.baselines, self, source)
         if self.single_arch is not None and self.single_arch.get("arch") not in seen:
             raise ValueError(f"{source}: single_arch.arch must be one of the listed models {sorted(seen)}")
@@ -263,9 +262,6 @@ def _current(spec: ZooSpec, sub: SubModelSpec, zoo_dir: Path) -> bool:
 
 def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool,
               device: str | torch.device | None, retrain: bool) -> None:
-    from . import runner
-    from .data import find_data_dir
-
     data = str(find_data_dir(data_dir))
     for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
         tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, devices.request(device), retrain)
@@ -285,8 +281,6 @@ def evaluate_submodel(model: torch.nn.Module, sub: SubModelSpec, ev: EvalConfig,
                       data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Clean accuracy (fp32, no noise) and, for sigma > 0, ACA: Cohen's certify at radius 0
     (on the model's device)."""
-    from .data import eval_subset
-
     start = time.perf_counter()
     dev = next(model.parameters()).device
     x, y, _ = eval_subset(ev.n_test, data_dir)

@@ -21,8 +21,30 @@ def test_every_params_key_is_a_notebook_parameter(nb, preset):
     allowed = notebook_parameters(nb)
     assert "PRESET" in allowed
     params = yaml.safe_load((ROOT / "params" / nb.stem / f"{preset}.yaml").read_text()) or {}
+    shared = yaml.safe_load((ROOT / "params" / f"{preset}.yaml").read_text())
     assert set(params) <= set(allowed), f"keys not in {nb.name}'s parameters cell: {set(params) - set(allowed)}"
-    assert load_params(nb.stem, preset, ROOT) == params
+    assert not set(params) & set(shared), "a shared setting repeated in a notebook's file"
+    assert load_params(nb.stem, preset, ROOT) == {**{k: v for k, v in shared.items() if k in allowed}, **params}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_notebook_of_a_preset_sees_the_same_study(preset):
+    """One STUDY block per preset: every notebook that takes STUDY gets that very block."""
+    shared = yaml.safe_load((ROOT / "params" / f"{preset}.yaml").read_text())
+    seen = [load_params(nb.stem, preset, ROOT).get("STUDY") for nb in NOTEBOOKS if "STUDY" in notebook_parameters(nb)]
+    assert len(seen) >= 6 and all(s == shared["STUDY"] for s in seen)
+
+
+def test_a_setting_in_both_files_is_refused(tmp_path):
+    (tmp_path / "params" / "01_zoo").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_zoo.ipynb").write_text((ROOT / "notebooks" / "01_zoo.ipynb").read_text())
+    (tmp_path / "params" / "smoke.yaml").write_text("ZOO: smoke\nTHRESHOLD: 0.1\n")
+    (tmp_path / "params" / "01_zoo" / "smoke.yaml").write_text("THRESHOLD: 0.3\n")
+    with pytest.raises(ValueError, match=r"\['THRESHOLD'\] also set in .*smoke.yaml; a setting lives in one place"):
+        load_params("01_zoo", "smoke", tmp_path)
+    (tmp_path / "params" / "01_zoo" / "smoke.yaml").write_text("")
+    assert load_params("01_zoo", "smoke", tmp_path)["THRESHOLD"] == 0.1
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

@@ -15,6 +15,7 @@ from semlib import runner, zoo
 from semlib.study import Study, StudyConfig, compute_shard_task, specs
 
 ray = pytest.importorskip("ray", reason="pip install '.[ray]'")
+import faults  # noqa: E402  (tests/faults.py: fault injection stays out of the library)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(n_images=4, steps=2, eot=1, judge_n=4, search_steps=3, binary_steps=2, eps0=0.01, shard_size=2)
@@ -75,7 +76,8 @@ def test_killed_worker_is_retried_and_finished_work_kept(smoke_zoo, data_dir, tm
     marker = tmp_path / "killed"
     # the worker of the second pending task dies (SIGKILL) on its first attempt
     wrapped = [(str(marker) if i == 1 else None, compute_shard_task, *t) for i, t in enumerate(pending)]
-    keys = runner.run(runner.crash_once, wrapped, RAY, progress=False)
+    ray.cloudpickle.register_pickle_by_value(faults)  # the workers cannot import the tests' module
+    keys = runner.run(faults.crash_once, wrapped, RAY, progress=False)
     assert marker.exists() and int(marker.read_text()) > 0, "a worker was killed"
     assert len(keys) == len(pending)
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("*.csv")}
@@ -105,16 +107,16 @@ def test_zoo_training_runs_as_ray_tasks(smoke_zoo, data_dir, tmp_path):
 
 def test_an_unreachable_cluster_is_one_clear_line(monkeypatch):
     def refuse(**kwargs):
-        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379\nTraceback ...")
+        raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:9\nTraceback ...")
 
     if ray.is_initialized():
         ray.shutdown()
     monkeypatch.setattr(ray, "init", refuse)
-    ex = runner.Executor.from_dict({"kind": "ray", "address": "10.0.0.9:6379"})
+    ex = runner.Executor.from_dict({"kind": "ray", "address": "127.0.0.1:9"})
     with pytest.raises(ConnectionError) as info:
         runner.run(pow, [(2, 3)], ex, progress=False)
     msg = str(info.value)
-    assert msg.startswith("EXECUTOR address '10.0.0.9:6379': cannot join the Ray cluster (Failed to connect")
+    assert msg.startswith("EXECUTOR address '127.0.0.1:9': cannot join the Ray cluster (Failed to connect")
     assert "RAY_AUTH_MODE=token" in msg and "\n" not in msg
 
 

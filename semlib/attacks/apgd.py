@@ -13,12 +13,12 @@ EOT-mean loss). Loss ``ce`` or ``dlr`` (:func:`semlib.attacks.gradient.attack_lo
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 
-from .base import AttackResult, Norm, as_norm, check_inputs, check_real, direction, project, random_start
+from ..settings import check_real, is_int
+from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
 from .gradient import default_chunk, eot_gradient
 
 
@@ -56,7 +56,7 @@ class APGD:
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+        if not all(is_int(v) and v >= 1
                    for v in (self.steps, self.eot, 1 if self.chunk is None else self.chunk)):
             raise ValueError(f"steps and eot must be >= 1 (and chunk, if given), got {self.steps!r}, {self.eot!r}, "
                              f"{self.chunk!r}")

@@ -2,7 +2,6 @@
 per-example bookkeeping. Pixels are in [0, 1]; ``eps`` is a per-example tensor ``[B]``."""
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from enum import Enum
@@ -32,21 +31,6 @@ class AttackResult:
     x_adv: torch.Tensor
     gradients: torch.Tensor
     queries: torch.Tensor
-
-
-def check_count(name: str, value, minimum: int = 1) -> None:
-    """Refuse a setting that is not an integer >= ``minimum`` (bools and strings included)."""
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_real(name: str, value, lo: float = 0.0, *, open_lo: bool = False, hi: float | None = None) -> None:
-    """Refuse a setting that is not a finite number in ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if open_lo else value >= lo) and (hi is None or value <= hi)
-    if not ok:
-        where = f"{'>' if open_lo else '>='} {lo:g}" + ("" if hi is None else f" and <= {hi:g}")
-        raise ValueError(f"{name} must be a finite number {where}, got {value!r}")
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,

@@ -17,7 +17,6 @@ images each row of a pass is a copy of.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +24,8 @@ import torch.nn.functional as F
 
 from ..smoothing import call_classifier
 from ..training import autocast
-from .base import AttackResult, Norm, as_norm, check_inputs, check_real, direction, project, random_start
+from ..settings import check_real, is_int
+from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
 
 
 def forward(model, x: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -121,7 +121,7 @@ class GradientAttack:
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+        if not all(is_int(v) and v >= 1
                    for v in (self.steps, self.eot, 1 if self.chunk is None else self.chunk)):
             raise ValueError(f"steps, eot and chunk must be >= 1, got {self.steps!r}, {self.eot!r}, {self.chunk!r}")
         check_real("step_ratio", self.step_ratio, open_lo=True)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from ..smoothing import call_classifier
-from .base import AttackResult, Norm, as_norm, check_count, check_inputs, check_real, direction, project
+from ..settings import check_count, check_real
+from .base import AttackResult, Norm, as_norm, check_inputs, direction, project
 
 
 def margin_loss(log_probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

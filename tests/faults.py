@@ -1,0 +1,16 @@
+"""Fault injection for the tests (not library code): a task wrapper whose worker dies once."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Callable
+
+
+def crash_once(marker: str | None, fn: Callable, *args):
+    """When ``marker`` names a file that does not exist yet, create it and kill this process with
+    SIGKILL (a worker dying midway); otherwise ``fn(*args)``."""
+    if marker is not None and not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fn(*args)
