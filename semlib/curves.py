@@ -21,19 +21,14 @@ Every search step attacks from the clean image (no warm start).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import io
 from .attacks.base import Norm, as_norm, per_example_norm
 from .settings import is_int, is_real
 from .smoothing import call_classifier, check_images, check_labels, clopper_pearson, votes_needed
@@ -244,75 +239,6 @@ def asr_curve(distortion: pd.Series | np.ndarray, eps_grid: np.ndarray | list[fl
     k = torch.tensor([(np.nan_to_num(d, nan=np.inf) <= e).sum() for e in grid])
     lo, hi = clopper_pearson(k, n, ci_alpha)
     return pd.DataFrame({"eps": grid, "asr": k.numpy() / n, "lo": lo.numpy(), "hi": hi.numpy(), "n": n})
-
-
-def cache_key(config: dict[str, Any]) -> str:
-    """A stable hash of a JSON-able configuration."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _as_json(config: dict[str, Any]) -> Any:
-    return json.loads(json.dumps(config, sort_keys=True, default=str))
-
-
-def finished(config: dict[str, Any], cache_dir: str | os.PathLike) -> bool:
-    """Whether the cache holds a complete result for ``config``: its CSV and a manifest that
-    records this very configuration and the CSV's hash. A crash between the two writes, a
-    damaged CSV, a manifest of another configuration (a file copied or renamed under this key)
-    or one of the wrong shape reads as unfinished, and the result is computed again."""
-    key = cache_key(config)
-    path, manifest = Path(cache_dir) / f"{key}.csv", Path(cache_dir) / f"{key}.json"
-    if not (path.is_file() and manifest.is_file()):
-        return False
-    try:
-        record = json.loads(manifest.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
-            and record.get("config") == _as_json(config)):
-        return False
-    return record["sha256"] == io.sha256_file(path)
-
-
-def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike,
-           info: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Return the cached result of ``config`` or compute it and store it.
-
-    Storage: ``<key>.csv`` written atomically, then the manifest ``<key>.json`` (the config and
-    the CSV's sha256) written atomically last. A result counts as finished only when its
-    manifest exists and the CSV's hash matches it; anything else (a crash between the two
-    writes, a truncated or edited CSV) is computed again. ``info`` (e.g. the device) is
-    recorded in the manifest, not in the key.
-    """
-    cache_dir = Path(cache_dir)
-    key = cache_key(config)
-    path, manifest = cache_dir / f"{key}.csv", cache_dir / f"{key}.json"
-    if finished(config, cache_dir):
-        return pd.read_csv(path)
-    df = compute()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_text(path, df.to_csv(index=False))
-    record = {"config": config, "sha256": io.sha256_file(path)}
-    io.write_json(manifest, {**record, "computed_on": info} if info else record)
-    return df
-
-
-def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],
-                  cache_dir: str | os.PathLike, shard_size: int = 50, progress: bool = False,
-                  info: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Compute ``compute(slice)`` for consecutive shards of ``n`` examples, each cached under its
-    own key (``config`` plus the shard's range), and concatenate. An interrupted run resumes at
-    the first unfinished shard; a finished one is free. ``compute`` must seed its randomness
-    from the shard (not from the order of calls) so resumed and uninterrupted runs agree."""
-    from tqdm.auto import tqdm
-
-    if not (_int(shard_size) and shard_size >= 1):
-        raise ValueError(f"shard_size must be >= 1, got {shard_size!r}")
-    parts = []
-    for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
-        sl = slice(start, min(n, start + shard_size))
-        parts.append(cached({**config, "shard": [sl.start, sl.stop]}, lambda sl=sl: compute(sl), cache_dir, info))
-    return pd.concat(parts, ignore_index=True)
 
 
 def config_of(obj: Any) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """A study: the trained models, the evaluation images and the attack settings behind the paper's
-figures, and the cached ASR-vs-distortion curves computed from them.
+figures, and the cached ASR-vs-distortion curves computed from them (settings and curve specs:
+:mod:`semlib.specs`; the store: :mod:`semlib.cache`; certification: :mod:`semlib.certification`;
+tables: :mod:`semlib.tables`).
 
 A figure is a list of :class:`CurveSpec` — (defended model or attacker, attack, goal, SEM
 variant) — and :meth:`Study.curves` returns one row per (curve, image) with the minimal
@@ -7,17 +9,13 @@ successful distortion (:func:`semlib.curves.search_distortion`), computing only 
 cache under ``cache/curves/<zoo>/`` does not hold yet. Every curve draws its randomness from a
 generator seeded by its own configuration and image shard, so results do not depend on which
 curves ran before, on interruptions or on the executor.
-
-SEM variants: ``sem`` (the admitted collection, K in ``k_range``, paper 1..4), ``sem_k68``
-(the same collection, K 6..8: paper Sec. 4.5) and ``sem_wrn`` (the single-architecture
-collection: one architecture at several sigmas).
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,147 +25,24 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import device as devices, io, layout, zoo
-from .attacks import APGD, ATTACKS, make_attack
+from . import certification, device as devices, io, layout, runner, zoo
+from .attacks import APGD, make_attack
 from .baselines import BaselineSpec, load_baseline
-from . import runner
-from .curves import (JudgeConfig, SearchConfig, asr_curve, cache_key, cached, cached_shards, finished, mc_verdict,
-                     search_distortion)
+from .cache import cache_key, cached, cached_shards, finished, shard_generator
+from .curves import JudgeConfig, SearchConfig, mc_verdict, search_distortion
 from .data import eval_subset, find_data_dir
 from .outputs import project_root
-from .settings import from_dict as settings_from_dict
-from .scenarios import SCENARIOS, Defended, Defenses, build, scenario
-from .ensemble import Ensemble, StochasticEnsemble
 from .runner import Executor
-from .smoothing import NoisyClassifier, certify, clopper_pearson
+from .scenarios import Defended, Defenses, build
+from .smoothing import NoisyClassifier
+# the study's vocabulary and tables, re-exported: notebooks import them from here
+from .specs import (BASELINES, GOALS, QUERY_ATTACKS, VARIANTS, CurveSpec, StudyConfig,  # noqa: F401
+                    random_targets, specs)
+from .tables import accuracy_table, asr_table, certified_accuracy, summary_table  # noqa: F401
 
-GOALS = ("untargeted", "targeted")
-VARIANTS = ("sem", "sem_k68", "sem_wrn")
-BASELINES = ("RSE", "ADP", "SEM")  # Fig. 3 baselines; SEM: white-box on the SEM itself (06b)
-QUERY_ATTACKS = ("nes", "spsa")
-
-
-@dataclass
-class StudyConfig:
-    """Attack and judgement settings shared by the curves of a notebook (the ``STUDY`` parameter).
-
-    Paper values in brackets; presets shrink them (see ``params/<notebook>/<preset>.yaml``).
-    """
-
-    n_images: int = 100  # first test images, fallbacks skipped [paper: not stated; ARES 1000]
-    norm: str = "linf"
-    steps: int = 20  # BIM / MIM / PGD iterations [20]
-    eot: int = 10  # stochastic passes per gradient step on a random model
-    query_budget: int = 5000  # NES / SPSA queries per attack run [5000]
-    query_samples: int = 25  # antithetic pairs per NES / SPSA gradient estimate
-    judge_n: int = 100  # Monte-Carlo votes per judged image [N = 100]
-    alpha: float = 0.3  # abstention threshold of the success rule [0.3]
-    eps0: float = 1 / 255  # first budget of the exponential search
-    search_steps: int = 10  # exponential search rounds [10]
-    binary_steps: int = 20  # binary search rounds [20]
-    period: int = 5  # attacker B's refresh period in iterations
-    half_seed: int = 0  # which half of the collection attackers C and D know
-    seed: int = 0  # targets and every curve's randomness
-    k_range: list[int] = field(default_factory=lambda: [1, 4])  # the SEM's K_min, K_max [1, 4]
-    k_range_large: list[int] = field(default_factory=lambda: [6, 8])  # variant sem_k68 [6, 8]
-    single_arch: str = "resnet18"  # contrasts G (smoothed) and I (plain)
-    apgd_steps: int = 100  # adaptive attacker (06b) iterations
-    apgd_eot: int = 20  # adaptive attacker EOT samples per iteration
-    apgd_loss: str = "ce"
-    eps_max: float = 0.1  # right end of the plotted eps grid (plots and claims only)
-    margin: float = 0.05  # claims: ASR-area difference treated as negligible (claims only)
-    shard_size: int = 50  # images per cached shard
-
-    # fields that change the plots or the ledger, not a curve
-    _presentation = ("n_images", "eps_max", "margin")
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None, source: str = "STUDY") -> "StudyConfig":
-        cfg = settings_from_dict(cls, raw, source)
-        cfg.validate(source)
-        return cfg
-
-    def validate(self, source: str = "STUDY") -> None:
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(f"{source}: {what}")
-
-        ints = ("n_images", "steps", "eot", "query_budget", "query_samples", "judge_n", "search_steps", "period",
-                "apgd_steps", "apgd_eot", "shard_size")
-        for name in ints:
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
-        need(isinstance(self.binary_steps, int) and self.binary_steps >= 0,
-             f"binary_steps must be an integer >= 0, got {self.binary_steps!r}")
-        need(self.norm in ("linf", "l2"), f"norm must be 'linf' or 'l2', got {self.norm!r}")
-        need(0 < self.alpha < 1, f"alpha (abstention threshold) must lie in (0, 1), got {self.alpha!r}")
-        need(self.eps0 > 0, f"eps0 must be > 0, got {self.eps0!r}")
-        need(self.eps_max > 0, f"eps_max must be > 0, got {self.eps_max!r}")
-        need(0 <= self.margin < 1, f"margin must lie in [0, 1), got {self.margin!r}")
-        need(self.query_budget >= 2 * self.query_samples,
-             f"query_budget ({self.query_budget}) must be >= 2 * query_samples ({self.query_samples})")
-        need(self.apgd_loss in ("ce", "dlr"), f"apgd_loss must be 'ce' or 'dlr', got {self.apgd_loss!r}")
-        for name in ("k_range", "k_range_large"):
-            k = getattr(self, name)
-            need(isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(v, int) for v in k)
-                 and 1 <= k[0] <= k[1], f"{name} must be [K_min, K_max] with 1 <= K_min <= K_max, got {k!r}")
-
-    def curve_fields(self, attack: str | None = None) -> dict[str, Any]:
-        """The settings a curve of ``attack`` depends on (its cache key): the other attacks'
-        settings and the presentation fields are left out, so notebooks share curves."""
-        own = {"apgd": ("apgd_steps", "apgd_eot", "apgd_loss"), "nes": ("query_budget", "query_samples"),
-               "spsa": ("query_budget", "query_samples")}
-        every = {f for v in own.values() for f in v} | {"steps", "eot"}
-        keep = set(own.get(attack, ("steps", "eot"))) if attack else set()
-        return {k: v for k, v in asdict(self).items()
-                if k not in self._presentation and (k not in every or k in keep)}
-
-
-@dataclass(frozen=True)
-class CurveSpec:
-    """One curve: ``defense`` is a scenario letter (A–M), a baseline (``RSE``, ``ADP``) or ``SEM``
-    (the adaptive attacker: white-box on the SEM itself, EOT over fresh draws and noise);
-    ``attack`` one of bim, mim, pgd, nes, spsa, apgd; ``goal`` untargeted or targeted; ``variant``
-    which SEM the A–E attackers face."""
-
-    defense: str
-    attack: str
-    goal: str = "untargeted"
-    variant: str = "sem"
-
-    def __post_init__(self) -> None:
-        if self.defense not in BASELINES:
-            scenario(self.defense)  # unknown names fail here
-        if self.attack not in ATTACKS:
-            raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(ATTACKS)}")
-        if self.goal not in GOALS:
-            raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
-        if self.variant not in VARIANTS and not self.variant.startswith("custom:"):
-            raise ValueError(f"variant must be one of {VARIANTS} or 'custom:<name>', got {self.variant!r}")
-        query_scenario = self.defense not in BASELINES and SCENARIOS[self.defense].query
-        if query_scenario != (self.attack in QUERY_ATTACKS):
-            kind = "a score-based attack (nes, spsa)" if query_scenario else "a gradient attack"
-            raise ValueError(f"{self.defense} is attacked with {kind}, not {self.attack!r}")
-
-    @property
-    def label(self) -> str:
-        suffix = {"sem": "", "sem_k68": " (K 6..8)", "sem_wrn": " (WRN SEM)"}.get(self.variant, f" ({self.variant[7:]})")
-        sem_facing = self.defense in BASELINES or SCENARIOS[self.defense].defended is Defended.SEM
-        return self.defense + (suffix if sem_facing or self.variant == "sem" else "")
-
-
-def specs(defenses: Iterable[str], attacks: Iterable[str], goals: Iterable[str] = GOALS, variant: str = "sem"
-          ) -> list[CurveSpec]:
-    """Every combination, as a figure needs them."""
-    return [CurveSpec(d, a, g, variant) for g in goals for a in attacks for d in defenses]
-
-
-def random_targets(y: torch.Tensor, ids: torch.Tensor, seed: int) -> torch.Tensor:
-    """A seeded random class != y per example, fixed by the example's test index (so a subset
-    of images keeps the targets it has in a larger run)."""
-    g = torch.Generator().manual_seed(seed)
-    shift = torch.randint(1, 10, (10_000,), generator=g)
-    return (y + shift[ids]) % 10
+__all__ = ["BASELINES", "GOALS", "QUERY_ATTACKS", "VARIANTS", "CurveSpec", "Study", "StudyConfig", "accuracy_table",
+           "asr_table", "certified_accuracy", "compute_shard_task", "deterministic", "random_targets", "specs",
+           "summary_table"]
 
 
 def deterministic(model: nn.Module) -> bool:
@@ -346,12 +221,12 @@ class Study:
         search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
                               binary_steps=self.cfg.binary_steps)
         gen = shard_generator(self.draw_config(spec), sl, self.device)
-        x, y, target = self._images(sl, spec.goal == "targeted")
+        x, y, target = self.images(sl, spec.goal == "targeted")
         return search_distortion(attack, attack_model, judge_model, x, y, target,
                                  norm=self.cfg.norm, search=search, judge=judge, generator=gen,
                                  ids=self.ids[sl].numpy())
 
-    def _images(self, sl: slice, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def images(self, sl: slice, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Images, labels and (if ``targeted``) targets of shard ``sl`` on the study's device."""
         to = lambda t: t[sl].to(self.device)  # noqa: E731
         return to(self.x), to(self.y), to(self.targets) if targeted else None
@@ -408,15 +283,15 @@ class Study:
 
         def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
             judge = JudgeConfig(n=1 if deterministic(model) else self.cfg.judge_n, alpha=self.cfg.alpha)
-            x, y, _ = self._images(sl)
+            x, y, _ = self.images(sl)
             wrong, draws = mc_verdict(model, x, y, None, judge, gen)
             return pd.DataFrame({"example": self.ids[sl].numpy(), "clean_correct": (~wrong).cpu().numpy(),
                                  "judge_draws": draws.cpu().numpy()})
 
-        rows = self._per_model(models, lambda label: {"clean": label}, compute, "clean MC accuracy", progress)
+        rows = self.per_model(models, lambda label: {"clean": label}, compute, "clean MC accuracy", progress)
         return rows.assign(attack="clean", goal="untargeted")
 
-    def _per_model(self, models: dict[str, nn.Module], key, compute, desc: str, progress: bool) -> pd.DataFrame:
+    def per_model(self, models: dict[str, nn.Module], key, compute, desc: str, progress: bool) -> pd.DataFrame:
         """``compute(model, shard, generator)`` for every model and image shard, cached under
         ``key(label)`` plus the study's settings, with a column ``label``."""
         out = []
@@ -430,97 +305,16 @@ class Study:
         return pd.concat(out, ignore_index=True)
 
     def certifiable(self, sigma: float) -> dict[str, nn.Module]:
-        """Smoothed classifiers with ONE shared noise draw ``x + delta``, delta ~ N(0, sigma^2 I),
-        so Cohen's certificate applies: the SEM over the collection's sub-models trained at
-        ``sigma`` (its random draw is independent of the input, eq. 4), the fixed ensemble of
-        the F members, and the single model of G."""
-        t = self.table.set_index("name")
-        names = [n for n in self.collection("sem") if float(t.sigma[n]) == float(sigma)]
-        if not names:
-            raise ValueError(f"no admitted sub-model at sigma {sigma}; pick one of the zoo's sigmas {self.spec.sigmas}")
-        families = {n: t.family[n] for n in names}
-        k = self.cfg.k_range
-        n_fam = len(set(families.values()))
-        sem = StochasticEnsemble({n: NoisyClassifier(self.submodel(n).base, 0.0) for n in names}, families,
-                                 (min(k[0], n_fam), min(k[1], n_fam)))
-        base = lambda arch: self.submodel(self.spec.submodel(arch, sigma).name).base  # noqa: E731
-        space = self.spec.noise_space
-        return {"SEM": NoisyClassifier(sem, sigma, space),
-                "F": NoisyClassifier(Ensemble([base(a) for a in self.baseline_spec.members],
-                                              names=self.baseline_spec.members).to(self.device), sigma, space),
-                "G": NoisyClassifier(base(self.cfg.single_arch), sigma, space)}
+        """The SEM, F and G with one shared noise draw at ``sigma`` (:func:`semlib.certification.certifiable`)."""
+        return certification.certifiable(self, sigma)
 
     def certify_rows(self, models: dict[str, nn.Module], sigma: float, n0: int, n: int, alpha: float,
                      progress: bool = True) -> pd.DataFrame:
-        """Cohen's CERTIFY per image and model (cached): label, example, prediction, correct, radius."""
-
-        def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
-            x, _, _ = self._images(sl)
-            cert = certify(model, x, sigma, n0, n, alpha, generator=gen)
-            pred = cert.prediction.cpu()
-            return pd.DataFrame({"example": self.ids[sl].numpy(), "prediction": pred.numpy(),
-                                 "correct": (pred == self.y[sl]).numpy(), "radius": cert.radius.cpu().numpy()})
-
-        # "base_draws": a random base draws from the shard's generator (keys of the fixed version)
-        key = lambda label: {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,  # noqa: E731
-                             "base_draws": "seeded"}
-        return self._per_model(models, key, compute, "certify", progress)
+        """Cohen's CERTIFY per image and model, cached (:func:`semlib.certification.certify_rows`)."""
+        return certification.certify_rows(self, models, sigma, n0, n, alpha, progress)
 
     def eps_grid(self, points: int = 101, eps_max: float | None = None) -> np.ndarray:
         return np.linspace(0.0, eps_max or self.cfg.eps_max, points)
-
-
-def shard_generator(config: dict[str, Any], sl: slice, device: str | torch.device = "cpu") -> torch.Generator:
-    """The generator of one shard on ``device``: seeded by the configuration and the shard's
-    range, so the draws do not depend on the order, the process or the executor that computes it."""
-    return devices.generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
-
-
-def asr_table(rows: pd.DataFrame, eps_grid: np.ndarray, ci_alpha: float = 0.05) -> pd.DataFrame:
-    """Tidy ASR curves: one row per (curve, eps) with asr and its Clopper-Pearson band."""
-    keys = ["label", "defense", "attack", "goal", "variant"]
-    parts = [asr_curve(g.distortion, eps_grid, ci_alpha).assign(**dict(zip(keys, k)))
-             for k, g in rows.groupby(keys, sort=False)]
-    return pd.concat(parts, ignore_index=True)[keys + ["eps", "asr", "lo", "hi", "n"]]
-
-
-def summary_table(rows: pd.DataFrame, eps_points: Iterable[float]) -> pd.DataFrame:
-    """Per curve: ASR at each of ``eps_points``, median distortion (inf if under half succeed),
-    clean Monte-Carlo accuracy and the compute spent."""
-    keys = ["label", "attack", "goal"]
-    out = []
-    for k, g in rows.groupby(keys, sort=False):
-        d = g.distortion.fillna(np.inf)
-        rec = dict(zip(keys, k), images=len(g), clean_accuracy=float(g.clean_correct.mean()),
-                   median_distortion=float(d.median()))
-        rec.update({f"asr@{e:.4g}": float((d <= e).mean()) for e in eps_points})
-        rec.update(gradients=int(g.gradients.sum()), queries=int(g.queries.sum()), judge_draws=int(g.judge_draws.sum()))
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray) -> pd.DataFrame:
-    """Certified accuracy at each radius: the fraction of images whose certified prediction is
-    correct with a radius >= r. Columns model, radius, accuracy."""
-    return pd.DataFrame([{"model": label, "radius": float(r), "accuracy": float((g.correct & (g.radius >= r)).mean())}
-                         for label, g in rows.groupby("label", sort=False) for r in radii])
-
-
-def accuracy_table(rows: pd.DataFrame, ci_alpha: float = 0.05) -> pd.DataFrame:
-    """Clean Monte-Carlo accuracy per model with a Clopper-Pearson band (from :meth:`Study.clean_rows`)."""
-    out = []
-    for label, g in rows.groupby("label", sort=False):
-        k = torch.tensor([int(g.clean_correct.sum())])
-        lo, hi = clopper_pearson(k, len(g), ci_alpha)
-        out.append({"model": label, "accuracy": float(k) / len(g), "lo": float(lo), "hi": float(hi), "images": len(g),
-                    "mean_votes": float(g.judge_draws.mean())})
-    return pd.DataFrame(out)
-
-
-def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """What each curve spent: attack runs, gradients, queries and judge votes (sums over images)."""
-    keys = ["label", "attack", "goal"]
-    return rows.groupby(keys, sort=False)[["attack_runs", "gradients", "queries", "judge_draws"]].sum().reset_index()
 
 
 @functools.lru_cache(maxsize=2)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from semlib import (attacks, baselines, claims, curves, data, device, ensemble, io, models, params, pipeline, runner,
+from semlib import (attacks, baselines, cache, claims, curves, data, device, ensemble, io, models, params, pipeline, runner,
                     scenarios, smoothing, study, training, zoo)
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "params" / "zoo" / "smoke.yaml")
@@ -55,7 +55,7 @@ CASES = [
     ("alpha > 1 (judge)", lambda t: curves.JudgeConfig(alpha=2.0), ValueError, "alpha must lie in (0, 1]"),
     ("eps0 = 0", lambda t: curves.SearchConfig(eps0=0.0), ValueError, "eps0 must be > 0"),
     ("empty ASR curve", lambda t: curves.asr_curve([], [0.1]), ValueError, "no examples"),
-    ("shard size 0", lambda t: curves.cached_shards({}, 3, None, t, shard_size=0), ValueError, "shard_size must be >= 1"),
+    ("shard size 0", lambda t: cache.cached_shards({}, 3, None, t, shard_size=0), ValueError, "shard_size must be >= 1"),
     ("unknown scenario", lambda t: scenarios.scenario("Q"), ValueError, "unknown scenario 'Q'; known: A, B"),
     ("missing data directory", lambda t: data.load_split("test", t / "nowhere"), data.DataNotFoundError, "CIFAR-10 not found. Looked for"),
     ("unknown split", lambda t: data.load_split("val"), ValueError, "split must be 'train' or 'test'"),

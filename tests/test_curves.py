@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from semlib.attacks import BIM
-from semlib.curves import (JudgeConfig, SearchConfig, asr_curve, cached, cached_shards, mc_verdict,
-                           search_distortion)
+from semlib.cache import cached, cached_shards
+from semlib.curves import JudgeConfig, SearchConfig, asr_curve, mc_verdict, search_distortion
 from semlib.smoothing import mc_success
 
 

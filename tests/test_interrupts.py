@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from semlib.curves import cached_shards
+from semlib.cache import cached_shards
 from semlib.zoo import ZooSpec, train_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def test_killed_curve_computation_resumes(tmp_path):
     proc = _start(f"""
         import time
         import pandas as pd
-        from semlib.curves import cached_shards
+        from semlib.cache import cached_shards
 
         def compute(sl):
             time.sleep(0.3 if sl.start < 4 else 60)  # the third shard never finishes

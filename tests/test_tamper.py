@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from semlib import io
-from semlib.curves import cached, cache_key, finished
+from semlib.cache import cache_key, cached, finished
 from semlib.zoo import SubModelSpec, load_submodel
 
 SUB = SubModelSpec("resnet18", 0.25, width=0.0625, depth=0.5, stem_stride=2)

@@ -1,0 +1,92 @@
+"""The on-disk store of results: a result is a CSV keyed by the sha256 of its configuration,
+finished only when its manifest (the configuration and the CSV's hash) is written, last and
+atomically; work done in shards resumes at the first unfinished one. A shard's random numbers
+come from its configuration alone (:func:`shard_generator`), never from the order of the work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import device as devices, io
+from .settings import is_int
+
+
+def cache_key(config: dict[str, Any]) -> str:
+    """A stable hash of a JSON-able configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _as_json(config: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def finished(config: dict[str, Any], cache_dir: str | os.PathLike) -> bool:
+    """Whether the cache holds a complete result for ``config``: its CSV and a manifest that
+    records this very configuration and the CSV's hash. A crash between the two writes, a
+    damaged CSV, a manifest of another configuration (a file copied or renamed under this key)
+    or one of the wrong shape reads as unfinished, and the result is computed again."""
+    key = cache_key(config)
+    path, manifest = Path(cache_dir) / f"{key}.csv", Path(cache_dir) / f"{key}.json"
+    if not (path.is_file() and manifest.is_file()):
+        return False
+    try:
+        record = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+            and record.get("config") == _as_json(config)):
+        return False
+    return record["sha256"] == io.sha256_file(path)
+
+
+def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike,
+           info: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Return the cached result of ``config`` or compute it and store it.
+
+    Storage: ``<key>.csv`` written atomically, then the manifest ``<key>.json`` (the config and
+    the CSV's sha256) written atomically last. A result counts as finished only when its
+    manifest exists and the CSV's hash matches it; anything else (a crash between the two
+    writes, a truncated or edited CSV) is computed again. ``info`` (e.g. the device) is
+    recorded in the manifest, not in the key.
+    """
+    cache_dir = Path(cache_dir)
+    key = cache_key(config)
+    path, manifest = cache_dir / f"{key}.csv", cache_dir / f"{key}.json"
+    if finished(config, cache_dir):
+        return pd.read_csv(path)
+    df = compute()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_text(path, df.to_csv(index=False))
+    record = {"config": config, "sha256": io.sha256_file(path)}
+    io.write_json(manifest, {**record, "computed_on": info} if info else record)
+    return df
+
+
+def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],
+                  cache_dir: str | os.PathLike, shard_size: int = 50, progress: bool = False,
+                  info: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Compute ``compute(slice)`` for consecutive shards of ``n`` examples, each cached under its
+    own key (``config`` plus the shard's range), and concatenate. An interrupted run resumes at
+    the first unfinished shard; a finished one is free. ``compute`` must seed its randomness
+    from the shard (not from the order of calls) so resumed and uninterrupted runs agree."""
+    if not (is_int(shard_size) and shard_size >= 1):
+        raise ValueError(f"shard_size must be >= 1, got {shard_size!r}")
+    parts = []
+    for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
+        sl = slice(start, min(n, start + shard_size))
+        parts.append(cached({**config, "shard": [sl.start, sl.stop]}, lambda sl=sl: compute(sl), cache_dir, info))
+    return pd.concat(parts, ignore_index=True)
+
+
+def shard_generator(config: dict[str, Any], sl: slice, device: str | torch.device = "cpu") -> torch.Generator:
+    """The generator of one shard on ``device``: seeded by the configuration and the shard's
+    range, so the draws do not depend on the order, the process or the executor that computes it."""
+    return devices.generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
