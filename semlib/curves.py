@@ -22,7 +22,7 @@ Every search step attacks from the clean image (no warm start).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -239,8 +239,3 @@ def asr_curve(distortion: pd.Series | np.ndarray, eps_grid: np.ndarray | list[fl
     k = torch.tensor([(np.nan_to_num(d, nan=np.inf) <= e).sum() for e in grid])
     lo, hi = clopper_pearson(k, n, ci_alpha)
     return pd.DataFrame({"eps": grid, "asr": k.numpy() / n, "lo": lo.numpy(), "hi": hi.numpy(), "n": n})
-
-
-def config_of(obj: Any) -> dict[str, Any]:
-    """A dataclass's fields plus its class name, for cache keys."""
-    return {"type": type(obj).__name__, **{k: (v.value if hasattr(v, "value") else v) for k, v in asdict(obj).items()}}

@@ -1,5 +1,7 @@
-"""Notebook parameters: ``params/<notebook>/<preset>.yaml``, checked against the notebook's
-``parameters`` cell so a misspelled key fails loudly instead of being silently ignored."""
+"""Notebook parameters: ``params/<preset>.yaml`` (the settings every notebook of a preset
+shares) plus ``params/<notebook>/<preset>.yaml`` (the notebook's own), checked against the
+notebook's ``parameters`` cell so a misspelled key fails loudly instead of being silently
+ignored, and a setting written in both files is refused."""
 from __future__ import annotations
 
 import ast
@@ -13,7 +15,7 @@ from typing import Any
 from .attacks import ATTACKS
 from .runner import Executor
 from .settings import is_finite
-from .study import StudyConfig
+from .specs import StudyConfig
 from .yamlsafe import load_yaml  # noqa: F401  (re-exported: params files are read through it)
 
 PRESETS = ("smoke", "laptop", "paper")

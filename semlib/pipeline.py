@@ -1,8 +1,8 @@
 """Run notebooks with papermill: ``python -m semlib.pipeline --preset laptop notebooks/*.ipynb``.
 
 ``--executor ray`` runs the zoo's training and the curve shards as Ray tasks (semlib.runner).
-Each notebook ``notebooks/NN_name.ipynb`` runs with the parameters in
-``params/NN_name/<preset>.yaml`` (plus ``PRESET``) and is written, executed, to
+Each notebook ``notebooks/NN_name.ipynb`` runs with the parameters in ``params/<preset>.yaml``
+(those its parameters cell declares) and ``params/NN_name/<preset>.yaml`` (plus ``PRESET``) and is written, executed, to
 ``outputs/NN_name/<preset>/NN_name.ipynb`` beside the figures, tables and ``metrics.json``
 it saves there.
 

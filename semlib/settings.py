@@ -1,6 +1,6 @@
 """Settings: the one place that says what a valid number is and how a settings dataclass is
 built from a parameter mapping. A leaf module: it imports nothing from semlib, so every other
-module (params, runner, study, curves, smoothing, attacks) can use it without a cycle."""
+module (params, runner, specs, curves, smoothing, attacks) can use it without a cycle."""
 from __future__ import annotations
 
 import math
