@@ -34,7 +34,7 @@ import yaml
 
 from semlib import layout, zoo
 from semlib.study import StudyConfig
-from semlib.training import autocast, bf16_available
+from semlib.layout import autocast, bf16_available
 
 ROOT = Path(__file__).resolve().parent.parent
 CURVE_ATTACKS = ("bim", "mim", "pgd", "nes", "spsa", "apgd")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from semlib import layout
 from semlib.models import build_model
-from semlib.training import autocast, bf16_available
+from semlib.layout import autocast, bf16_available
 
 LAPTOP_CONFIGS = {
     "resnet18": dict(width=0.25, stem_stride=2),

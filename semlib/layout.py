@@ -1,4 +1,5 @@
-"""Memory layout: channels_last wherever it is correct, and the CPU it ran on.
+"""How the CPU computes: channels_last wherever it is correct, bf16 autocast where it is native,
+and the CPU capability every result records.
 
 channels_last speeds convolutions up on CPUs (training x1.2-1.6 in fp32 on an AVX2-only EPYC,
 about x2 with bf16 on AVX-512; ``benchmarks/bench_training.py``), but oneDNN's backward-weights
@@ -73,3 +74,18 @@ def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]
             model.to(memory_format=torch.contiguous_format)
             for p in model.parameters():  # 1x1 kernels keep channels_last strides through .to()
                 p.data = nchw(p.data)
+
+
+def bf16_available() -> bool:
+    """Whether bf16 autocast pays here: a CPU with native bf16 (AVX-512 BF16 / AMX)."""
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled`` (a no-op otherwise)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

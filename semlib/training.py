@@ -11,7 +11,6 @@ numbers runs in fp32.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -22,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import layout
+from .layout import autocast, bf16_available
 from .smoothing import NoiseSpace, add_noise, check_sigma, noise_space
 
 
@@ -60,20 +60,6 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # mean loss per epoch (or part-epoch)
     seconds: float = 0.0
     images: int = 0
-
-
-def bf16_available() -> bool:
-    """Whether bf16 autocast pays here: a CPU with native bf16 (AVX-512 BF16 / AMX)."""
-    try:
-        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:

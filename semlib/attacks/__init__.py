@@ -2,7 +2,7 @@
 score-based NES and SPSA; APGD for the adaptive attacker. Every attack is called as ``attack(model, x, y, eps, target=None,
 generator=None) -> AttackResult`` with a per-example ``eps`` ``[B]``."""
 from .apgd import APGD
-from .base import AttackResult, Norm
+from .base import Attack, AttackResult, Norm
 from .gradient import BIM, FGSM, MIM, PGD, GradientAttack, eot_gradient
 from .query import NES, SPSA, QueryAttack, margin_loss
 
@@ -18,5 +18,5 @@ def make_attack(name: str, **kwargs):
     return cls(**kwargs)
 
 
-__all__ = ["APGD", "ATTACKS", "AttackResult", "BIM", "FGSM", "GradientAttack", "MIM", "NES", "Norm", "PGD", "QueryAttack",
-           "SPSA", "eot_gradient", "make_attack", "margin_loss"]
+__all__ = ["APGD", "ATTACKS", "Attack", "AttackResult", "BIM", "FGSM", "GradientAttack", "MIM", "NES", "Norm", "PGD",
+           "QueryAttack", "SPSA", "eot_gradient", "make_attack", "margin_loss"]

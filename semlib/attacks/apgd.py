@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..settings import check_real, is_int
-from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
+from .base import Attack, Norm, as_norm, direction, project, random_start
 from .gradient import default_chunk, eot_gradient
 
 
@@ -32,7 +32,7 @@ def checkpoints(steps: int) -> list[int]:
 
 
 @dataclass
-class APGD:
+class APGD(Attack):
     """Auto-PGD, Linf or L2, untargeted or targeted, per-example eps, EOT over ``eot`` passes.
 
     Parameters
@@ -69,10 +69,7 @@ class APGD:
     def name(self) -> str:
         return f"apgd-{self.loss}"
 
-    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
-        eps = check_inputs(x, y, eps, target)
-        x = x.detach()
+    def run(self, model, x, y, eps, target, generator):
         b = len(x)
         eta = (2 * eps).view(-1, 1, 1, 1).clone()
         cur = random_start(x, eps, self.norm, generator) if self.random_start else x.clone()
@@ -83,11 +80,9 @@ class APGD:
         raised = torch.zeros(b, device=x.device)
         ckpts, last = checkpoints(self.steps), 0
         eta_then, best_then = eta.clone(), best_f.clone()
-        if hasattr(model, "on_attack_start"):
-            model.on_attack_start(b, generator)
+        self.begin(model, b, generator)
         for k in range(self.steps):
-            if hasattr(model, "on_attack_step"):
-                model.on_attack_step(k, generator)
+            self.step(model, k, generator)
             g, f = eot_gradient(model, cur, y, target, eot=self.eot, chunk=self.chunk or default_chunk(x.device),
                                 generator=generator, loss=self.loss, return_loss=True)
             if f_prev is not None:
@@ -107,5 +102,4 @@ class APGD:
             nxt = z if k == 0 else project(cur + self.momentum * (z - cur) + (1 - self.momentum) * (cur - prev),
                                            x, eps, self.norm)
             prev, cur = cur, nxt.detach()
-        spent = torch.full((b,), self.steps * self.eot, dtype=torch.long)
-        return AttackResult(best_x, spent, torch.zeros(b, dtype=torch.long))
+        return best_x, self.spent(b, self.steps * self.eot), self.spent(b, 0)

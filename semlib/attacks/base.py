@@ -1,5 +1,6 @@
-"""What every attack shares: norms, input checks, projection onto the eps-ball, and the
-per-example bookkeeping. Pixels are in [0, 1]; ``eps`` is a per-example tensor ``[B]``."""
+"""What every attack shares: the :class:`Attack` base (input checks, the model's hooks, the
+per-example bookkeeping), norms, and projection onto the eps-ball. Pixels are in [0, 1];
+``eps`` is a per-example tensor ``[B]``."""
 from __future__ import annotations
 
 import numbers
@@ -54,6 +55,54 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
     if bool((eps_t < 0).any()) or not bool(torch.isfinite(eps_t).all()):
         raise ValueError(f"eps must be finite and >= 0, got min {float(eps_t.min()):.4g}, max {float(eps_t.max()):.4g}")
     return eps_t.clone()
+
+
+class Attack:
+    """The base of every attack (torchattacks' pattern: the base owns the checks and the
+    accounting, each attack overrides one method).
+
+    ``attack(model, x, y, eps, target=None, generator=None)`` validates the call
+    (:func:`check_inputs`), detaches ``x`` and returns an :class:`AttackResult`; a subclass
+    implements :meth:`run`, returning ``(x_adv, gradients, queries)`` with the passes it spent
+    per example. Models that hold their random draws during an attack (attackers A and B,
+    :class:`semlib.ensemble.HeldDraws`) expose ``on_attack_start`` / ``on_attack_step``;
+    gradient attacks call them through :meth:`begin` and :meth:`step`.
+    """
+
+    norm: Norm
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
+                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+        """Attack images ``x`` ``[B, 3, H, W]`` (pixels in [0, 1]) with labels ``y`` ``[B]`` at
+        per-example budgets ``eps`` ``[B]``; targeted when ``target`` ``[B]`` is given."""
+        eps = check_inputs(x, y, eps, target)
+        x_adv, gradients, queries = self.run(model, x.detach(), y, eps, target, generator)
+        return AttackResult(x_adv, gradients, queries)
+
+    def run(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, target: torch.Tensor | None,
+            generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def begin(model, batch: int, generator: torch.Generator | None) -> None:
+        """Tell a model that holds draws that an attack on ``batch`` images starts."""
+        if hasattr(model, "on_attack_start"):
+            model.on_attack_start(batch, generator)
+
+    @staticmethod
+    def step(model, k: int, generator: torch.Generator | None) -> None:
+        """Tell a model that holds draws that iteration ``k`` starts."""
+        if hasattr(model, "on_attack_step"):
+            model.on_attack_step(k, generator)
+
+    @staticmethod
+    def spent(batch: int, passes: int) -> torch.Tensor:
+        """``passes`` for each of ``batch`` examples, as the int64 bookkeeping tensor."""
+        return torch.full((batch,), passes, dtype=torch.long)
 
 
 def per_example_norm(v: torch.Tensor, norm: Norm) -> torch.Tensor:

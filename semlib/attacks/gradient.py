@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ..smoothing import call_classifier
-from ..training import autocast
+from ..layout import autocast
 from ..settings import check_real, is_int
-from .base import AttackResult, Norm, as_norm, check_inputs, direction, project, random_start
+from .base import Attack, Norm, as_norm, direction, project, random_start
 
 
 def forward(model, x: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -92,7 +92,7 @@ def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
 
 
 @dataclass
-class GradientAttack:
+class GradientAttack(Attack):
     """Iterative gradient attack. Defaults: BIM, Linf, 20 steps of 1.5 * eps / 20.
 
     Parameters
@@ -127,24 +127,13 @@ class GradientAttack:
         check_real("step_ratio", self.step_ratio, open_lo=True)
         check_real("decay", self.decay)
 
-    @property
-    def name(self) -> str:
-        return type(self).__name__.lower()
-
-    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
-        """Attack images ``x`` ``[B, 3, H, W]`` (pixels in [0, 1]) with labels ``y`` ``[B]`` at
-        per-example budgets ``eps`` ``[B]``; targeted when ``target`` ``[B]`` is given."""
-        eps = check_inputs(x, y, eps, target)
-        x = x.detach()
+    def run(self, model, x, y, eps, target, generator):
         alpha = (self.step_ratio * eps / self.steps).view(-1, 1, 1, 1)
         x_adv = random_start(x, eps, self.norm, generator) if self.random_start else x.clone()
         momentum = torch.zeros_like(x)
-        if hasattr(model, "on_attack_start"):
-            model.on_attack_start(len(x), generator)
-        for step in range(self.steps):
-            if hasattr(model, "on_attack_step"):
-                model.on_attack_step(step, generator)
+        self.begin(model, len(x), generator)
+        for k in range(self.steps):
+            self.step(model, k, generator)
             g = eot_gradient(model, x_adv, y, target, eot=self.eot, chunk=self.chunk or default_chunk(x.device),
                              generator=generator,
                              bf16=self.bf16, channels_last=self.channels_last)
@@ -153,8 +142,7 @@ class GradientAttack:
                 momentum = self.decay * momentum + g
                 g = momentum
             x_adv = project(x_adv + alpha * direction(g, self.norm), x, eps, self.norm).detach()
-        spent = torch.full((len(x),), self.steps * self.eot, dtype=torch.long)
-        return AttackResult(x_adv, spent, torch.zeros(len(x), dtype=torch.long))
+        return x_adv, self.spent(len(x), self.steps * self.eot), self.spent(len(x), 0)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 
 from ..smoothing import call_classifier
 from ..settings import check_count, check_real
-from .base import AttackResult, Norm, as_norm, check_inputs, direction, project
+from .base import Attack, Norm, as_norm, direction, project
 
 
 def margin_loss(log_probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -29,7 +29,7 @@ def margin_loss(log_probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
 
 
 @dataclass
-class QueryAttack:
+class QueryAttack(Attack):
     norm: Norm | str = Norm.LINF
     max_queries: int = 5000
     samples: int = 25  # antithetic pairs per gradient estimate
@@ -49,10 +49,6 @@ class QueryAttack:
         if self.max_queries < 2 * self.samples:
             raise ValueError(f"need samples >= 1 and max_queries >= 2 * samples, got {self.samples}, "
                              f"{self.max_queries}")
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__.lower()
 
     def _loss(self, model, x: torch.Tensor, y, target, generator) -> torch.Tensor:
         out = []
@@ -79,10 +75,8 @@ class QueryAttack:
         diff = (loss[0] - loss[1]) / (2 * self.eta)  # [n, B]
         return (diff.view(n, b, 1, 1, 1) * u).mean(0)
 
-    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
-        eps = check_inputs(x, y, eps, target)
-        x = x.detach()
+    def run(self, model, x, y, eps, target, generator):
+        # no begin/step hooks: a score-based attacker sees fresh draws at every query
         lr = (self.lr_ratio * eps).view(-1, 1, 1, 1)
         x_adv = x.clone()
         iterations = self.max_queries // (2 * self.samples)
@@ -99,8 +93,7 @@ class QueryAttack:
             else:
                 step = direction(g, self.norm)
             x_adv = project(x_adv + lr * step, x, eps, self.norm)
-        queries = torch.full((len(x),), iterations * 2 * self.samples, dtype=torch.long)
-        return AttackResult(x_adv, torch.zeros(len(x), dtype=torch.long), queries)
+        return x_adv, self.spent(len(x), 0), self.spent(len(x), iterations * 2 * self.samples)
 
 
 @dataclass
