@@ -96,6 +96,15 @@ class Study:
         self._owner: dict[int, str] = {}
         self._sha: dict[str, str] = {}
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "Study":
+        """The study a notebook's parameters describe: ``ZOO`` (None: ``PRESET``), ``ZOO_DIR``,
+        ``THRESHOLD``, ``STUDY`` (:class:`StudyConfig`) and ``DATA_DIR`` — the notebooks' one-line
+        setup."""
+        spec = zoo.load_spec(params.get("ZOO") or params["PRESET"])
+        return cls(spec.name, StudyConfig.from_dict(params.get("STUDY")), zoo_dir=params.get("ZOO_DIR"),
+                   threshold=params.get("THRESHOLD", 0.2), data_dir=params.get("DATA_DIR"))
+
     # ----- models -----
     def submodel(self, name: str) -> NoisyClassifier:
         if name not in self._models:

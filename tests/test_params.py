@@ -58,6 +58,28 @@ def test_parameters_are_upper_case_and_notebooks_define_nothing(nb):
             assert "def " not in src and "class " not in src, "notebooks only call semlib"
 
 
+MAX_CELL_LINES = 12  # a notebook cell calls semlib and shows the result; logic lives in semlib
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_code_cells_stay_thin(nb):
+    """Thin notebooks: short code cells, no control flow beyond a display loop, and a study made
+    by the one-line ``Study.from_params`` (never assembled by hand in a setup cell)."""
+    import ast
+    import json
+
+    for cell in json.loads(nb.read_text())["cells"]:
+        if cell["cell_type"] != "code" or "parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        src = "".join(cell["source"])
+        assert len(src.strip().splitlines()) <= MAX_CELL_LINES, f"a cell of {nb.name} has over {MAX_CELL_LINES} lines"
+        tree = ast.parse(src)
+        assert not any(isinstance(n, (ast.While, ast.Try, ast.With, ast.Lambda)) for n in ast.walk(tree)), nb.name
+        assert sum(isinstance(n, (ast.For, ast.If)) for n in ast.walk(tree)) <= 2, f"control flow in {nb.name}"
+        calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        assert "Study" not in calls, f"{nb.name} builds its Study by hand; use Study.from_params(PARAMS)"
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_zoo_specs_parse(preset):
     spec = load_spec(preset, ROOT)
