@@ -1,12 +1,15 @@
 """The Ray executor (issue 7) on the smoke preset: a local Ray with 2 single-thread workers
 writes the same curve CSVs, byte for byte, as the serial run; a worker killed midway is
 retried and nothing finished is lost or redone; zoo training runs as tasks in two waves."""
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -120,6 +123,21 @@ def test_an_unreachable_cluster_is_one_clear_line(monkeypatch):
     assert "RAY_AUTH_MODE=token" in msg and "\n" not in msg
 
 
+def _stop_cluster(temp: str) -> None:
+    """End the processes of the cluster whose temp dir is ``temp`` (and only those)."""
+    import psutil
+
+    mine = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
+    for p in mine:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(mine, timeout=30)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
 def test_an_existing_cluster_joined_by_address(smoke_zoo, data_dir, tmp_path):
     """EXECUTOR {kind: ray, address: ...}: a cluster started apart (``ray start --head``, as on a
     head node) is joined by a driver in another process, not replaced by a local Ray, and its
@@ -134,8 +152,12 @@ def test_an_existing_cluster_joined_by_address(smoke_zoo, data_dir, tmp_path):
     # share this test's own token (RAY_AUTH_TOKEN outranks ~/.ray/auth_token)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # its own temp dir (short: Ray's socket paths are length-limited), so stopping it afterwards
+    # touches this cluster only -- `ray stop` would end every Ray on the machine, a user's too
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+                    "--disable-usage-stats", f"--temp-dir={temp}"], check=True, env=env, capture_output=True,
+                   timeout=180)
     driver = f"""
 import json, ray
 from semlib import runner
@@ -152,7 +174,7 @@ print(json.dumps({{"gcs": ray.get_runtime_context().gcs_address, "nodes": len(ra
         joined = json.loads(out.stdout.strip().splitlines()[-1])
         assert joined["gcs"].endswith(f":{port}") and joined["nodes"] == 1  # the cluster given, not a new one
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_cluster(temp)
     Study("smoke", StudyConfig.from_dict(SMALL), threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "serial"
           ).curves(specs("AF", ["pgd"], ["untargeted"]), progress=False)
     assert len(_csvs(tmp_path / "serial")) == 4  # 2 curves x 2 shards
