@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from semlib import io
+from semlib import io, layout
 from semlib.attacks import BIM, PGD, eot_gradient
 from semlib.curves import JudgeConfig, SearchConfig, mc_verdict, search_distortion
 from semlib.data import eval_subset
@@ -47,22 +47,27 @@ def bench_eot(x, y, report):
     _, t_ref = _timed(lambda: ref(x, y))
     plain = PGD(steps=steps, eot=eot, chunk=len(x))
     _, t_plain = _timed(lambda: plain(ens, x, y, eps, generator=torch.Generator().manual_seed(0)))
-    ens_cl = ens.to(memory_format=torch.channels_last)  # same weights, channels_last layout
     ours = PGD(steps=steps, eot=eot, chunk=len(x), channels_last=True)
-    _, t_ours = _timed(lambda: ours(ens_cl, x, y, eps, generator=torch.Generator().manual_seed(0)))
-    ours_bf16 = PGD(steps=steps, eot=eot, chunk=len(x), bf16=True, channels_last=True)
-    _, t_bf16 = _timed(lambda: ours_bf16(ens_cl, x, y, eps, generator=torch.Generator().manual_seed(0)))
-    g32 = eot_gradient(ens, x, y, eot=64, chunk=len(x), generator=torch.Generator().manual_seed(1))
-    g16 = eot_gradient(ens, x, y, eot=64, chunk=len(x), generator=torch.Generator().manual_seed(1), bf16=True)
-    cos = torch.nn.functional.cosine_similarity(g32.flatten(1), g16.flatten(1))
-    report["eot_pgd"] = {"torchattacks_s": t_ref, "ours_fp32_contiguous_s": t_plain,
-                         "speedup_fp32_contiguous": t_ref / t_plain, "ours_fp32_s": t_ours, "ours_bf16_s": t_bf16,
-                         "speedup_fp32": t_ref / t_ours, "speedup_bf16": t_ref / t_bf16,
-                         "cos_bf16_fp32_median": float(cos.median()), "cos_bf16_fp32_min": float(cos.min())}
-    print(f"EOT-PGD (3 smoothed members, {len(x)} images, EOT {eot}, {steps} steps): torchattacks {t_ref:.1f} s, "
-          f"ours fp32 {t_plain:.1f} s ({t_ref / t_plain:.2f}x), fp32 channels_last {t_ours:.1f} s "
-          f"({t_ref / t_ours:.2f}x), bf16 channels_last {t_bf16:.1f} s ({t_ref / t_bf16:.2f}x); "
-          f"cosine(bf16, fp32 gradient) median {float(cos.median()):.3f}, min {float(cos.min()):.3f}")
+    with layout.channels_last(ens):  # same weights, channels_last layout (strided 1x1 kept NCHW)
+        _, t_ours = _timed(lambda: ours(ens, x, y, eps, generator=torch.Generator().manual_seed(0)))
+    report["eot_pgd"] = {"cpu_capability": layout.cpu_capability(), "torchattacks_s": t_ref,
+                         "ours_fp32_contiguous_s": t_plain, "speedup_fp32_contiguous": t_ref / t_plain,
+                         "ours_fp32_s": t_ours, "speedup_fp32": t_ref / t_ours}
+    line = (f"EOT-PGD (3 smoothed members, {len(x)} images, EOT {eot}, {steps} steps, CPU {layout.cpu_capability()}): "
+            f"torchattacks {t_ref:.1f} s, ours fp32 {t_plain:.1f} s ({t_ref / t_plain:.2f}x), fp32 channels_last "
+            f"{t_ours:.1f} s ({t_ref / t_ours:.2f}x)")
+    if layout.bf16_available():  # bf16 only where the CPU has it natively (~50x slower elsewhere)
+        ours_bf16 = PGD(steps=steps, eot=eot, chunk=len(x), bf16=True, channels_last=True)
+        with layout.channels_last(ens):
+            _, t_bf16 = _timed(lambda: ours_bf16(ens, x, y, eps, generator=torch.Generator().manual_seed(0)))
+        g32 = eot_gradient(ens, x, y, eot=64, chunk=len(x), generator=torch.Generator().manual_seed(1))
+        g16 = eot_gradient(ens, x, y, eot=64, chunk=len(x), generator=torch.Generator().manual_seed(1), bf16=True)
+        cos = torch.nn.functional.cosine_similarity(g32.flatten(1), g16.flatten(1))
+        report["eot_pgd"].update(ours_bf16_s=t_bf16, speedup_bf16=t_ref / t_bf16,
+                                 cos_bf16_fp32_median=float(cos.median()), cos_bf16_fp32_min=float(cos.min()))
+        line += (f", bf16 channels_last {t_bf16:.1f} s ({t_ref / t_bf16:.2f}x); cosine(bf16, fp32 gradient) "
+                 f"median {float(cos.median()):.3f}, min {float(cos.min()):.3f}")
+    print(line, flush=True)
     return ens
 
 

@@ -128,6 +128,9 @@ def _stop_cluster(temp: str) -> None:
     import psutil
 
     mine = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
+    for p in list(mine):  # and their children: Ray's agents rename themselves (ray::DashboardAgent)
+        with contextlib.suppress(psutil.Error):
+            mine += [c for c in p.children(recursive=True) if c not in mine]
     for p in mine:
         with contextlib.suppress(psutil.Error):
             p.terminate()
