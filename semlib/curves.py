@@ -34,9 +34,6 @@ from .settings import is_int, is_real
 from .smoothing import call_classifier, check_images, check_labels, clopper_pearson, votes_needed
 
 
-_real, _int = is_real, is_int
-
-
 @dataclass
 class SearchConfig:
     """The eps search. ``eps0``: first budget of the exponential search (pixels in [0, 1])."""
@@ -47,13 +44,13 @@ class SearchConfig:
     tol: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (_real(self.eps0) and math.isfinite(self.eps0) and self.eps0 > 0):
+        if not (is_real(self.eps0) and math.isfinite(self.eps0) and self.eps0 > 0):
             raise ValueError(f"eps0 must be > 0 and finite, got {self.eps0!r}")
-        if not (_int(self.search_steps) and _int(self.binary_steps) and self.search_steps >= 1
+        if not (is_int(self.search_steps) and is_int(self.binary_steps) and self.search_steps >= 1
                 and self.binary_steps >= 0):
             raise ValueError(f"search_steps must be >= 1 and binary_steps >= 0 (integers), got "
                              f"{self.search_steps!r}, {self.binary_steps!r}")
-        if not (_real(self.tol) and math.isfinite(self.tol) and self.tol >= 0):
+        if not (is_real(self.tol) and math.isfinite(self.tol) and self.tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
 
 
@@ -69,11 +66,11 @@ class JudgeConfig:
     chunk: int = 256
 
     def __post_init__(self) -> None:
-        if not (_int(self.n) and self.n >= 1):
+        if not (is_int(self.n) and self.n >= 1):
             raise ValueError(f"n (Monte-Carlo draws) must be >= 1, got {self.n!r}")
-        if not (_real(self.alpha) and 0 < self.alpha <= 1):
+        if not (is_real(self.alpha) and 0 < self.alpha <= 1):
             raise ValueError(f"alpha must lie in (0, 1], got {self.alpha!r}")
-        if not (_int(self.round_size) and _int(self.chunk) and self.round_size >= 1 and self.chunk >= 1):
+        if not (is_int(self.round_size) and is_int(self.chunk) and self.round_size >= 1 and self.chunk >= 1):
             raise ValueError(f"round_size and chunk must be integers >= 1, got {self.round_size!r}, {self.chunk!r}")
 
 

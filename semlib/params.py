@@ -23,10 +23,7 @@ PRESETS = ("smoke", "laptop", "paper")
 _optional_str = (lambda v: v is None or isinstance(v, str), "a path or name (string) or null")
 
 
-_number = is_finite  # a finite int or float, not a bool
-
-
-_positive = (lambda v: _number(v) and v > 0, "a finite number > 0 (pixels in [0, 1])")
+_positive = (lambda v: is_finite(v) and v > 0, "a finite number > 0 (pixels in [0, 1])")
 
 
 def _attacks() -> tuple[str, ...]:
@@ -39,7 +36,7 @@ def _study(v: Any) -> bool:
     defaults = {f.name: f.default for f in fields(StudyConfig)}
     for key, value in v.items():  # numbers where numbers belong, before StudyConfig compares them
         default = defaults.get(key)
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and not _number(value):
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not is_finite(value):
             what = "an integer" if isinstance(default, int) else "a finite number"
             raise ValueError(f"STUDY {key} = {value!r} is not allowed; expected {what}{_text_hint(value)}")
     cfg = StudyConfig.from_dict(v, "STUDY")  # raises naming the bad setting
@@ -57,9 +54,9 @@ def _executor(v: Any) -> bool:
 
 
 def _cert(v: Any) -> bool:
-    return (isinstance(v, dict) and set(v) == {"sigma", "n0", "n", "alpha"} and _number(v["sigma"]) and v["sigma"] > 0
+    return (isinstance(v, dict) and set(v) == {"sigma", "n0", "n", "alpha"} and is_finite(v["sigma"]) and v["sigma"] > 0
             and all(isinstance(v[k], int) and not isinstance(v[k], bool) and v[k] >= 1 for k in ("n0", "n"))
-            and _number(v["alpha"]) and 0 < v["alpha"] < 1)
+            and is_finite(v["alpha"]) and 0 < v["alpha"] < 1)
 
 
 def _text_hint(value: Any) -> str:
@@ -100,7 +97,7 @@ RULES: dict[str, tuple] = {
     "EPS_ZOOM": _positive,
     "EPS_SMALL": _positive,
     "EPS_MAX": _positive,
-    "MARGIN": (lambda v: _number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "MARGIN": (lambda v: is_finite(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "CERT": (lambda v: _cert(v), "a mapping with sigma (finite, > 0), n0, n (integers >= 1) and alpha in (0, 1)"),
     "N_BOOT": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 100, "an integer >= 100"),
     "EXECUTOR": (lambda v: _executor(v), "a mapping of semlib.runner.Executor settings, e.g. {kind: ray}"),

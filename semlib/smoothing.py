@@ -274,11 +274,8 @@ def certify(classifier: Callable, x: torch.Tensor, sigma: float, n0: int, n: int
     return Certificate(prediction, radius.float(), p_lower.float())
 
 
-_real = is_real
-
-
 def _check_alpha(alpha: float) -> None:
-    if not (_real(alpha) and 0 < alpha < 1):
+    if not (is_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
 
 
@@ -300,7 +297,7 @@ def mc_success(counts: torch.Tensor, y: torch.Tensor, alpha: float = 0.3,
     bool ``[B]``. Untargeted: ``argmax c != y`` or ``max_{j != y} c_j / N >= alpha``.
     Targeted: ``argmax c == t`` or ``c_t / N >= alpha``.
     """
-    if not (_real(alpha) and 0 < alpha <= 1):
+    if not (is_real(alpha) and 0 < alpha <= 1):
         raise ValueError(f"alpha (abstention threshold) must lie in (0, 1], got {alpha!r}")
     if not (isinstance(counts, torch.Tensor) and counts.dim() == 2 and counts.shape[0] >= 1
             and not counts.is_floating_point()):
