@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from semlib import io, layout
+from semlib import artifacts, layout
 from semlib.attacks import BIM, PGD, eot_gradient
 from semlib.curves import JudgeConfig, SearchConfig, mc_verdict, search_distortion
 from semlib.data import eval_subset
@@ -184,7 +184,7 @@ def main() -> None:
     bench_mc(ens, x[: args.images], y[: args.images], report)
     bench_curve(x[: args.curve_images], y[: args.curve_images], report)
     if args.json:
-        io.write_json(args.json, report)
+        artifacts.write_json(args.json, report)
 
 
 if __name__ == "__main__":

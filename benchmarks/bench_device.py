@@ -119,7 +119,7 @@ def pass_ratio(grad_weight: float) -> dict[str, float]:
     query budget, and the votes with N; a gradient counts ``grad_weight`` forward passes."""
     lap, pap = _study("laptop"), _study("paper")
     tables = [pd.read_csv(p) for p in sorted(ROOT.glob("outputs/*/laptop/tab_distortions.csv"))]
-    rows = pd.concat(tables).drop_duplicates(["defense", "attack", "goal", "variant", "example"])
+    rows = pd.concat(tables).drop_duplicates(["scenario", "attack", "goal", "variant", "example"])
     rows = rows[rows.attack.isin(CURVE_ATTACKS) & (rows.attack_runs > 0)]
     found = rows.distortion.notna()
     # laptop: exponential rounds then binary_steps; paper: the same exponential rounds, then its

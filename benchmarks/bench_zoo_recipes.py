@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from semlib import io
+from semlib import artifacts
 from semlib.zoo import ZooSpec, default_dir, load_spec, train_zoo
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(2)
     base = load_spec("laptop")
     zoo = default_dir("laptop")
-    card = lambda name: io.read_card(zoo / f"{name}.safetensors")  # noqa: E731
+    card = lambda name: artifacts.read_card(zoo / f"{name}.safetensors")  # noqa: E731
     out = {}
     ft = card("resnet18_s0.25")
     scratch = run("resnet18", 0.25, _variant(base, "resnet18", 0.25, finetune=None), zoo)
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{arch} sigma 1.5: ACA pixel-space {pix['aca']:.3f}, normalized-space {norm['aca']:.3f} "
               f"(paper Table 1: ~80% for most families)")
     if args.json:
-        io.write_json(args.json, out)
+        artifacts.write_json(args.json, out)
 
 
 if __name__ == "__main__":

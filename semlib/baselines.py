@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import device as devices, io, layout
+from . import device as devices, artifacts, layout
 from .ensemble import Ensemble
 from .data import eval_subset, load_split
 from .training import TrainConfig, accuracy, train
+from .zoospec import BaselineSpec, ZooSpec
 
 
 class RSE(nn.Module):
@@ -32,7 +32,9 @@ class RSE(nn.Module):
     (log of the mean softmax over ``passes`` noisy passes).
 
     The noise layers are forward pre-hooks on ``base``'s convolutions: ``base`` belongs to the
-    RSE from then on (train it through the RSE; called alone it is noisy too).
+    RSE from then on (train it through the RSE; called alone it is noisy too). The noise comes
+    from the ``generator`` of the call, else from the RSE's own generator (:meth:`seed`), else
+    from torch's global one.
     """
 
     def __init__(self, base: nn.Module, init_sigma: float = 0.2, inner_sigma: float = 0.1, passes: int = 1):
@@ -42,6 +44,7 @@ class RSE(nn.Module):
         self.base, self.passes = base, passes
         self.init_sigma, self.inner_sigma = init_sigma, inner_sigma
         self._generator: torch.Generator | None = None
+        self._own: torch.Generator | None = None  # for calls without a generator (training): seed()
         convs = [m for m in base.modules() if isinstance(m, nn.Conv2d)]
         if not convs:
             raise ValueError("RSE needs a model with convolutions")
@@ -53,10 +56,17 @@ class RSE(nn.Module):
             (x,) = args
             if sigma == 0:
                 return None
-            noise = torch.randn(x.shape, generator=self._generator, device=x.device, dtype=x.dtype)
+            noise = torch.randn(x.shape, generator=self._generator or self._own, device=x.device, dtype=x.dtype)
             return (x + sigma * noise,)
 
         return hook
+
+    def seed(self, seed: int) -> "RSE":
+        """Draw the noise of calls without a generator (training, accuracy) from a generator
+        seeded ``seed`` on the model's device, not from torch's global one."""
+        device = next(self.base.parameters()).device
+        self._own = torch.Generator(device=device).manual_seed(seed)
+        return self
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         self._generator = generator
@@ -98,47 +108,6 @@ def adp_loss(logits: list[torch.Tensor] | torch.Tensor, y: torch.Tensor, alpha: 
     return ce - alpha * entropy - beta * log_det
 
 
-@dataclass
-class BaselineSpec:
-    """The Fig. 3 baselines of a zoo (the ``baselines:`` entry of ``params/zoo/<name>.yaml``).
-
-    ``members``: architectures of the fixed ensembles — the ensemble-smoothed model F (at
-    ``sigma``), the plain ensemble H and the ADP ensemble (paper: DenseNet100, ResNet50, WRN).
-    ``rse``: ``{arch, init_sigma, inner_sigma, passes, train}``; ``adp``: ``{alpha, beta, train}``.
-    Both start from the zoo's unsmoothed models (``train`` overrides the zoo's fine-tuning recipe).
-    """
-
-    members: list[str]
-    sigma: float = 0.25
-    rse: dict[str, Any] = field(default_factory=dict)
-    adp: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], zoo_spec, source: str = "zoo spec") -> "BaselineSpec":
-        allowed = {f.name for f in fields(cls)}
-        if not isinstance(raw, dict) or set(raw) - allowed or "members" not in raw:
-            raise ValueError(f"{source}: baselines must be a mapping with 'members' and only {sorted(allowed)}")
-        spec = cls(**raw)
-        for arch in [*spec.members, spec.rse.get("arch", spec.members[0])]:
-            zoo_spec.submodel(arch, 0.0)  # unknown architectures fail here
-        if len(spec.members) < 2:
-            raise ValueError(f"{source}: baselines.members needs at least 2 architectures for ADP")
-        if spec.sigma not in [float(s) for s in zoo_spec.sigmas]:
-            raise ValueError(f"{source}: baselines.sigma {spec.sigma} is not one of the zoo's sigmas {zoo_spec.sigmas}")
-        bad_rse = set(spec.rse) - {"arch", "init_sigma", "inner_sigma", "passes", "train"}
-        bad_adp = set(spec.adp) - {"alpha", "beta", "train"}
-        if bad_rse or bad_adp:
-            raise ValueError(f"{source}: unknown baseline keys {sorted(bad_rse | bad_adp)}")
-        spec.train_config(zoo_spec, "rse")
-        return spec
-
-    def train_config(self, zoo_spec, which: str) -> TrainConfig:
-        own = (self.rse if which == "rse" else self.adp).get("train", {})
-        base = {**zoo_spec.train, **(zoo_spec.finetune or {}), "sigma": 0.0, "noise_space": zoo_spec.noise_space,
-                "seed": zoo_spec.seed + (11 if which == "rse" else 13)}
-        return TrainConfig(**{**base, **own})
-
-
 class ADPEnsemble(Ensemble):
     """The ADP-trained ensemble: plain members, logits summed (deterministic at inference)."""
 
@@ -146,11 +115,11 @@ class ADPEnsemble(Ensemble):
         return [m(x) for m in self.members]
 
 
-def _adp_members(spec: BaselineSpec, zoo_spec) -> list[nn.Module]:
+def _adp_members(spec: BaselineSpec, zoo_spec: ZooSpec) -> list[nn.Module]:
     return [zoo_spec.submodel(a, 0.0).build() for a in spec.members]
 
 
-def build_baseline(which: str, spec: BaselineSpec, zoo_spec) -> nn.Module:
+def build_baseline(which: str, spec: BaselineSpec, zoo_spec: ZooSpec) -> nn.Module:
     """An untrained RSE or ADP model of the shape ``spec`` describes."""
     if which == "rse":
         r = spec.rse
@@ -161,7 +130,7 @@ def build_baseline(which: str, spec: BaselineSpec, zoo_spec) -> nn.Module:
     raise ValueError(f"unknown baseline {which!r}; known: rse, adp")
 
 
-def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retrain: bool = False,
+def train_baselines(zoo_spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir=None, *, retrain: bool = False,
                     progress: bool = True, device: str | torch.device | None = None) -> pd.DataFrame:
     """Train (or reuse) RSE and ADP into ``<zoo_dir>/baselines/``, each fine-tuned from the zoo's
     unsmoothed models; returns one row per baseline (name, clean_accuracy, train_seconds, ...).
@@ -176,24 +145,26 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
     for which in ("rse", "adp"):
         path = zoo_dir / "baselines" / f"{which}.safetensors"
         cfg, archs, parents, recipe = _plan(which, spec, zoo_spec, zoo_dir)
-        card = io.read_card(path)
+        card = artifacts.read_card(path)
         if retrain or card is None or card.get("recipe") != recipe:
             model = build_baseline(which, spec, zoo_spec)
             bases = [model.base] if which == "rse" else list(model.members)
             for base, a in zip(bases, archs):
-                io.load_weights(base, parents[a])
+                artifacts.load_weights(base, parents[a])
             model.to(dev)
             train_data = load_split("train", data_dir)
             loss_fn = None
             if which == "adp":
                 a_, b_ = spec.adp.get("alpha", 2.0), spec.adp.get("beta", 0.5)
                 loss_fn = lambda m, xb, yb: adp_loss(m.member_logits(xb), yb, a_, b_)  # noqa: E731
-            torch.manual_seed(cfg.seed)  # RSE's noise layers draw from the global generator
+            if which == "rse":
+                model.seed(cfg.seed)
             result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=which, loss_fn=loss_fn)
             x, y, _ = eval_subset(zoo_spec.eval_config().n_test, data_dir)
-            torch.manual_seed(0)  # RSE's noise layers draw from the global generator
+            if which == "rse":
+                model.seed(0)
             acc = accuracy(model, x, y)
-            card = io.save_checkpoint(model, path, {
+            card = artifacts.save_checkpoint(model, path, {
                 "name": which, "recipe": recipe, "clean_accuracy": acc, "n_test": len(y),
                 "train_seconds": round(result.seconds, 1), "train_losses": [round(v, 4) for v in result.losses],
                 "torch": torch.__version__, "device": devices.describe(dev),
@@ -203,7 +174,7 @@ def train_baselines(zoo_spec, zoo_dir: str | os.PathLike, data_dir=None, *, retr
     return pd.DataFrame(rows)
 
 
-def _plan(which: str, spec: BaselineSpec, zoo_spec, zoo_dir: Path
+def _plan(which: str, spec: BaselineSpec, zoo_spec: ZooSpec, zoo_dir: Path
           ) -> tuple[TrainConfig, list[str], dict[str, Path], dict[str, Any]]:
     """A baseline's training config, member architectures, parent checkpoints and recipe."""
     cfg = spec.train_config(zoo_spec, which)
@@ -211,9 +182,9 @@ def _plan(which: str, spec: BaselineSpec, zoo_spec, zoo_dir: Path
     parents = {a: zoo_dir / f"{zoo_spec.submodel(a, 0.0).name}.safetensors" for a in archs}
     parent_sha = {}
     for a, p in parents.items():
-        card = io.read_card(p)
+        card = artifacts.read_card(p)
         if card is None:
-            raise io.CheckpointError(f"baseline {which} starts from {p.name}, which is not trained; run 01_zoo first")
+            raise artifacts.CheckpointError(f"baseline {which} starts from {p.name}, which is not trained; run 01_zoo first")
         parent_sha[a] = card["sha256"]
     return cfg, archs, parents, baseline_recipe(which, spec, cfg, parent_sha)
 
@@ -227,16 +198,16 @@ def baseline_recipe(which: str, spec: BaselineSpec, cfg: TrainConfig, parent_sha
     return {"which": which, "spec": own, "train": cfg.to_dict(), "parents": parent_sha}
 
 
-def load_baseline(which: str, zoo_spec, zoo_dir: str | os.PathLike) -> nn.Module:
+def load_baseline(which: str, zoo_spec: ZooSpec, zoo_dir: str | os.PathLike) -> nn.Module:
     """A trained RSE or ADP baseline (fp32, eval mode), hash-checked."""
     path = Path(zoo_dir) / "baselines" / f"{which}.safetensors"
-    card = io.read_card(path)
+    card = artifacts.read_card(path)
     if card is None:
-        raise io.CheckpointError(f"no trained baseline {which!r} in {path.parent}; run notebook 02_baselines "
+        raise artifacts.CheckpointError(f"no trained baseline {which!r} in {path.parent}; run notebook 02_baselines "
                                  f"(it trains them)")
     spec = BaselineSpec.from_dict(zoo_spec.baselines, zoo_spec)
     if card.get("recipe") != _plan(which, spec, zoo_spec, Path(zoo_dir))[3]:
-        raise io.CheckpointError(f"card {io.card_path(path)} records another recipe than zoo {zoo_spec.name} asks "
+        raise artifacts.CheckpointError(f"card {artifacts.card_path(path)} records another recipe than zoo {zoo_spec.name} asks "
                                  f"for (edited card, or spec changed since training); retrain: run notebook "
                                  f"02_baselines")
-    return io.load_weights(build_baseline(which, spec, zoo_spec), path).eval()
+    return artifacts.load_weights(build_baseline(which, spec, zoo_spec), path).eval()

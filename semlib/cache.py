@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import device as devices, io
+from . import device as devices, artifacts
 from .settings import is_int
 
 
@@ -44,7 +44,7 @@ def finished(config: dict[str, Any], cache_dir: str | os.PathLike) -> bool:
     if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
             and record.get("config") == _as_json(config)):
         return False
-    return record["sha256"] == io.sha256_file(path)
+    return record["sha256"] == artifacts.sha256_file(path)
 
 
 def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_dir: str | os.PathLike,
@@ -64,9 +64,9 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
         return pd.read_csv(path)
     df = compute()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_text(path, df.to_csv(index=False))
-    record = {"config": config, "sha256": io.sha256_file(path)}
-    io.write_json(manifest, {**record, "computed_on": info} if info else record)
+    artifacts.atomic_write_text(path, df.to_csv(index=False))
+    record = {"config": config, "sha256": artifacts.sha256_file(path)}
+    artifacts.write_json(manifest, {**record, "computed_on": info} if info else record)
     return df
 
 

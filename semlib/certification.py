@@ -1,4 +1,5 @@
-"""Certification of the SEM and its contrasts (notebook 06): Cohen's bound needs one Gaussian
+"""Per-model results of notebook 06: clean Monte-Carlo accuracy (:func:`clean_rows`) and
+certification of the SEM and its contrasts. Cohen's bound needs one Gaussian
 draw for the whole classifier, so the certified SEM is the shared-noise version at one sigma
 (its members add no noise of their own; its random draw does not depend on the input, the
 paper's eq. 4 argument), and F and G are certified the same way. ``study`` is a
@@ -9,8 +10,61 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tqdm.auto import tqdm
+
+from .cache import cached_shards, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
-from .smoothing import NoisyClassifier, certify
+from .scenarios import Defended
+from .judge import JudgeConfig, judge
+from .smoothing import NoisyClassifier, certify, deterministic
+
+
+def clean_models(study) -> dict[tuple[str, str], nn.Module]:
+    """The models whose clean Monte-Carlo accuracy notebook 06 compares, keyed (scenario,
+    variant): the SEM, F and G, and every smoothed sub-model of the collection (``submodel``)."""
+    d = study.defenses()
+    smoothed = [n for n in study.collection() if study.submodel(n).sigma > 0]
+    return {("SEM", "sem"): d.models[Defended.SEM], ("F", "sem"): d.models[Defended.ENSEMBLE_SMOOTHED],
+            ("G", "sem"): d.models[Defended.SINGLE_SMOOTHED], **{("submodel", n): study.submodel(n) for n in smoothed}}
+
+
+def model_label(key: str | tuple[str, str]) -> str:
+    """How a model of :func:`clean_models` is shown: its scenario, a sub-model as ``single smoothed <name>``."""
+    scenario, variant = (key, "sem") if isinstance(key, str) else key
+    return f"single smoothed {variant}" if scenario == "submodel" else scenario if variant == "sem" else f"{scenario} ({variant})"
+
+
+def clean_rows(study, models: dict, progress: bool = True) -> pd.DataFrame:
+    """Clean Monte-Carlo correctness per image of each model (cached): rows label, scenario,
+    variant, example, clean_correct, judge_draws, with attack ``clean``. ``models`` is keyed by
+    (scenario, variant), as :func:`clean_models` returns them, or by a name (variant ``sem``)."""
+
+    def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
+        config = JudgeConfig(n=1 if deterministic(model) else study.cfg.judge_n, alpha=study.cfg.alpha)
+        x, y, _ = study.images(sl)
+        wrong, draws = judge(model, x, y, None, config, gen)
+        return pd.DataFrame({"example": study.ids[sl].numpy(), "clean_correct": (~wrong).cpu().numpy(),
+                             "judge_draws": draws.cpu().numpy()})
+
+    keys = {model_label(k): k for k in models}
+    rows = per_model(study, {model_label(k): m for k, m in models.items()}, lambda label: {"clean": label}, compute,
+                     "clean MC accuracy", progress)
+    key = rows.label.map(lambda lbl: keys[lbl] if isinstance(keys[lbl], tuple) else (keys[lbl], "sem"))
+    return rows.assign(scenario=[k[0] for k in key], variant=[k[1] for k in key], attack="clean", goal="untargeted")
+
+
+def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool) -> pd.DataFrame:
+    """``compute(model, shard, generator)`` for every model and image shard, cached under
+    ``key(label)`` plus the study's settings, with a column ``label``."""
+    out = []
+    for label, model in tqdm(models.items(), desc=desc, disable=not progress):
+        draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
+        config = {**draws, "models": study.checkpoints(model)}
+        rows = cached_shards(config, len(study.y),
+                             lambda sl, m=model, c=draws: compute(m, sl, shard_generator(c, sl, study.device)),
+                             study.cache_dir, study.cfg.shard_size, info=study.computed_on)
+        out.append(rows.assign(label=label))
+    return pd.concat(out, ignore_index=True)
 
 
 def certifiable(study, sigma: float) -> dict[str, nn.Module]:
@@ -32,7 +86,7 @@ def certifiable(study, sigma: float) -> dict[str, nn.Module]:
     return {"SEM": NoisyClassifier(sem, sigma, space),
             "F": NoisyClassifier(Ensemble([base(a) for a in study.baseline_spec.members],
                                           names=study.baseline_spec.members).to(study.device), sigma, space),
-            "G": NoisyClassifier(base(study.cfg.single_arch), sigma, space)}
+            "G": NoisyClassifier(base(study.cfg.contrast_arch), sigma, space)}
 
 
 def certify_rows(study, models: dict[str, nn.Module], sigma: float, n0: int, n: int, alpha: float,
@@ -49,4 +103,4 @@ def certify_rows(study, models: dict[str, nn.Module], sigma: float, n0: int, n: 
     # "base_draws": a random base draws from the shard's generator (keys of the fixed version)
     key = lambda label: {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,  # noqa: E731
                          "base_draws": "seeded"}
-    return study.per_model(models, key, compute, "certify", progress)
+    return per_model(study, models, key, compute, "certify", progress)

@@ -43,34 +43,68 @@ def success_area(distortion: pd.Series | np.ndarray, eps_hi: float) -> np.ndarra
     return 1.0 - np.minimum(d, eps_hi) / eps_hi
 
 
-def _scores(rows: pd.DataFrame, label: str, panels: list[tuple[str, str]], eps_hi: float, score: str) -> pd.Series:
-    """Per (attack, goal, example) score of curve ``label``."""
-    keep = rows[(rows.label == label) & rows[["attack", "goal"]].apply(tuple, axis=1).isin(panels)]
+@dataclass(frozen=True)
+class Curve:
+    """A curve of a per-image table, selected by what it computes, never by its display label:
+    its ``scenario`` (a Table-2 letter, ``RSE``/``ADP``/``SEM``; for clean-accuracy rows the
+    model kind, e.g. ``submodel``) and its SEM ``variant``. ``variant=None`` takes every
+    variant of the scenario, averaged per image (e.g. all smoothed sub-models)."""
+
+    scenario: str
+    variant: str | None = "sem"
+
+    def select(self, rows: pd.DataFrame) -> pd.DataFrame:
+        keep = rows.scenario == self.scenario
+        return rows[keep if self.variant is None else keep & (rows.variant == self.variant)]
+
+    def __str__(self) -> str:
+        return self.scenario if self.variant in ("sem", None) else f"{self.scenario}[{self.variant}]"
+
+
+def as_curve(c: Curve | str) -> Curve:
+    return c if isinstance(c, Curve) else Curve(c)
+
+
+def read_rows(path: str | os.PathLike) -> pd.DataFrame:
+    """A notebook's per-image table. Tables written before curves had a ``scenario`` column
+    (the laptop outputs of 2026-11-26 and earlier) are read in today's shape: the column was
+    called ``defense``; clean-accuracy rows had only a label."""
+    rows = pd.read_csv(path).rename(columns={"defense": "scenario"})
+    if "scenario" not in rows:
+        single = rows.label.str.startswith("single smoothed ")
+        rows["scenario"] = rows.label.where(~single, "submodel")
+        rows["variant"] = rows.label.str.removeprefix("single smoothed ").where(single, "sem")
+    return rows
+
+
+def _scores(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], eps_hi: float, score: str
+            ) -> tuple[pd.Series, list[str]]:
+    """Per (attack, goal, example) score of ``curve`` (the mean over its variants if it takes
+    several) and the labels of the curves it averages."""
+    keep = curve.select(rows)
+    keep = keep[keep[["attack", "goal"]].apply(tuple, axis=1).isin(panels)]
     if keep.empty:
-        raise ValueError(f"no rows for curve {label!r} on panels {panels}; run the notebook that computes it")
+        raise ValueError(f"no rows for curve {str(curve)!r} on panels {panels}; run the notebook that computes it")
     if score == "asr":
         values = success_area(keep.distortion, eps_hi)
     elif score == "error":
         values = 1.0 - keep.clean_correct.astype(float).to_numpy()
     else:
         raise ValueError(f"unknown score {score!r}")
-    return pd.Series(values, index=pd.MultiIndex.from_frame(keep[["attack", "goal", "example"]]))
+    per = pd.Series(values, index=pd.MultiIndex.from_frame(keep[["attack", "goal", "example"]]))
+    return per.groupby(level=[0, 1, 2]).mean(), sorted(keep.label.unique())
 
 
-def paired_difference(rows: pd.DataFrame, x: str, y: str | list[str], panels: list[tuple[str, str]], *,
+def paired_difference(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels: list[tuple[str, str]], *,
                       eps_hi: float, score: str = "asr", n_boot: int = 2000, seed: int = 0) -> dict:
     """``mean score(x) - mean score(y)`` with a 95% cluster-bootstrap interval over images.
-    ``y`` may list several curves: their per-image mean is compared (e.g. single smoothed models)."""
-    sx = _scores(rows, x, panels, eps_hi, score)
-    ys = [y] if isinstance(y, str) else list(y)
-    y_name = ",".join(ys)
-    if len(ys) == 1 and ys[0].endswith("*"):  # every curve whose label starts so
-        ys = sorted(v for v in rows.label.unique() if v.startswith(ys[0][:-1]))
-        y_name = f"{y[:-1].strip()} (mean of {len(ys)})"
-    sy = pd.concat([_scores(rows, v, panels, eps_hi, score) for v in ys], axis=1).mean(axis=1)
+    A curve that takes several variants (``Curve(scenario, None)``) is their per-image mean."""
+    (sx, x_labels), (sy, ys) = (_scores(rows, as_curve(c), panels, eps_hi, score) for c in (x, y))
+    x_name = ",".join(x_labels)
+    y_name = ys[0] if len(ys) == 1 else f"{os.path.commonprefix(ys).strip() or as_curve(y).scenario} (mean of {len(ys)})"
     both = pd.concat([sx.rename("x"), sy.rename("y")], axis=1, join="inner")
     if both.empty:
-        raise ValueError(f"curves {x!r} and {ys} share no images on {panels}")
+        raise ValueError(f"curves {x_name!r} and {ys} share no images on {panels}")
     per_image = (both.x - both.y).groupby(level="example").sum()  # a cluster: every panel of an image
     counts = (both.x - both.y).groupby(level="example").size()
     diff = float(per_image.sum() / counts.sum())
@@ -78,8 +112,9 @@ def paired_difference(rows: pd.DataFrame, x: str, y: str | list[str], panels: li
     idx = rng.integers(0, len(per_image), size=(n_boot, len(per_image)))
     boot = per_image.to_numpy()[idx].sum(1) / counts.to_numpy()[idx].sum(1)
     lo, hi = np.quantile(boot, [0.025, 0.975])
-    return {"x": x, "y": y_name, "y_curves": ",".join(ys), "diff": diff, "lo": float(lo), "hi": float(hi), "x_mean": float(both.x.mean()),
-            "y_mean": float(both.y.mean()), "images": int(len(per_image)), "panels": len(set(p for p in both.index.droplevel(2)))}
+    return {"x": x_name, "y": y_name, "y_curves": ",".join(ys), "diff": diff, "lo": float(lo), "hi": float(hi),
+            "x_mean": float(both.x.mean()), "y_mean": float(both.y.mean()), "images": int(len(per_image)),
+            "panels": len(set(p for p in both.index.droplevel(2)))}
 
 
 def verdict(lo: float, hi: float, relation: str, margin: float) -> str:
@@ -98,14 +133,15 @@ def combine(verdicts: list[str]) -> str:
 
 @dataclass
 class Claim:
-    """A claim: comparisons ``(x, relation, y)`` of curves on ``panels`` from ``source`` (a
-    notebook's per-image rows), over eps in [0, ``eps_hi``] (``None``: the study's eps_max)."""
+    """A claim: comparisons ``(x, relation, y)`` of curves (:class:`Curve`; a string is a
+    scenario of variant ``sem``) on ``panels`` from ``source`` (a notebook's per-image rows),
+    over eps in [0, ``eps_hi``] (``None``: the study's eps_max)."""
 
     key: str
     text: str
     figure: str
     source: str
-    comparisons: list[tuple[str, str, str | list[str]]]
+    comparisons: list[tuple[Curve | str, str, Curve | str]]
     panels: list[tuple[str, str]]
     score: str = "asr"
     eps_hi: float | None = None
@@ -142,11 +178,11 @@ def paper_claims(eps_small: float) -> list[Claim]:
               "model's ASR at small eps, untargeted", "fig4_5", "03_whitebox_transfer", [("A", "<=", "F")], wb_u,
               eps_hi=eps_small),
         Claim("K68_vs_K14", "a SEM with K 6..8 is more vulnerable than one with K 1..4 (attacker A)",
-              "fig7_8", "05_ensemble_strategy", [("A (K 6..8)", ">", "A")], wb),
+              "fig7_8", "05_ensemble_strategy", [(Curve("A", "sem_k68"), ">", "A")], wb),
         Claim("WRN_vs_hetero", "the single-architecture SEM (WRN, 7 sigmas) is more vulnerable than the "
-              "heterogeneous SEM (attacker A)", "fig7_8", "05_ensemble_strategy", [("A (WRN SEM)", ">", "A")], wb),
+              "heterogeneous SEM (attacker A)", "fig7_8", "05_ensemble_strategy", [(Curve("A", "sem_wrn"), ">", "A")], wb),
         Claim("clean_accuracy", "the SEM's clean Monte-Carlo accuracy is at least that of single smoothed models",
-              "certify", "06_certify_sem", [("SEM", "<=", "single smoothed*")], [("clean", "untargeted")], score="error"),
+              "certify", "06_certify_sem", [("SEM", "<=", Curve("submodel", None))], [("clean", "untargeted")], score="error"),
         Claim("query_E_vs_J", "under NES / SPSA the SEM (E) is no more robust than the ensemble-smoothed model (J)",
               "fig6", "04_query_blackbox", [("J", "<=", "E")], q),
         Claim("adaptive", "the SEM's advantage survives an adaptive attacker (APGD with EOT over draws and noise): "
@@ -167,7 +203,7 @@ def ledger(outputs: str | os.PathLike, preset: str, claim_list: list[Claim], *, 
     for c in claim_list:
         if c.source not in rows_by_source:
             path = outputs / c.source / preset / "tab_distortions.csv"
-            rows_by_source[c.source] = pd.read_csv(path) if path.is_file() else None
+            rows_by_source[c.source] = read_rows(path) if path.is_file() else None
         rows = rows_by_source[c.source]
         if rows is None:
             ledger_rows.append({"claim": c.key, "text": c.text, "figure": c.figure, "source": c.source,

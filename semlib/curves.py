@@ -12,8 +12,8 @@ over the batch with per-example state:
    adversarial, NaN if none succeeded.
 
 Success is judged by the paper's Monte-Carlo rule (:func:`semlib.smoothing.mc_success`):
-N stochastic predictions, abstention threshold alpha; the draws for an example stop as soon as
-the remaining ones cannot change its verdict (exact). Examples already misclassified (or
+N stochastic predictions, abstention threshold alpha; :mod:`semlib.judge` stops the draws
+for an example as soon as the remaining ones cannot change its verdict (exact). Examples already misclassified (or
 already predicted as the target) at eps = 0 count as successes at distortion 0.
 Every search step attacks from the clean image (no warm start).
 
@@ -31,7 +31,10 @@ import torch
 
 from .attacks.base import Norm, as_norm, per_example_norm
 from .settings import is_int, is_real
-from .smoothing import call_classifier, check_images, check_labels, clopper_pearson, votes_needed
+# semlib.judge.judge under the name it had here before (search_distortion's ``judge`` is its config)
+from .judge import JudgeConfig, judge as mc_verdict
+from .inputs import check_images, check_labels
+from .smoothing import clopper_pearson
 
 
 @dataclass
@@ -52,86 +55,6 @@ class SearchConfig:
                              f"{self.search_steps!r}, {self.binary_steps!r}")
         if not (is_real(self.tol) and math.isfinite(self.tol) and self.tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
-
-
-@dataclass
-class JudgeConfig:
-    """Monte-Carlo judgement: ``n`` draws (1 for deterministic models), threshold ``alpha``.
-    Votes are drawn in rounds: per undecided example, the fewest votes after which its verdict
-    could be settled, and at least ``round_size``."""
-
-    n: int = 100
-    alpha: float = 0.3
-    round_size: int = 1
-    chunk: int = 256
-
-    def __post_init__(self) -> None:
-        if not (is_int(self.n) and self.n >= 1):
-            raise ValueError(f"n (Monte-Carlo draws) must be >= 1, got {self.n!r}")
-        if not (is_real(self.alpha) and 0 < self.alpha <= 1):
-            raise ValueError(f"alpha must lie in (0, 1], got {self.alpha!r}")
-        if not (is_int(self.round_size) and is_int(self.chunk) and self.round_size >= 1 and self.chunk >= 1):
-            raise ValueError(f"round_size and chunk must be integers >= 1, got {self.round_size!r}, {self.chunk!r}")
-
-
-@torch.no_grad()
-def mc_verdict(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, judge: JudgeConfig,
-               generator: torch.Generator | None = None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attack success per example by the Monte-Carlo rule, with an exact early stop.
-
-    Returns ``success`` bool ``[B]`` and ``draws`` int64 ``[B]`` (votes actually spent; ``n``
-    without the early stop). The verdict equals the one the full ``n`` votes would give.
-    """
-    b = len(x)
-    counts = torch.zeros(b, num_classes, dtype=torch.long, device=x.device)
-    need = votes_needed(judge.alpha, judge.n)  # votes that make "c_j / n >= alpha" true
-    undecided = torch.ones(b, dtype=torch.bool, device=x.device)
-    success = torch.zeros(b, dtype=torch.bool, device=x.device)
-    cls = y if target is None else target
-    while bool(undecided.any()):
-        rows = torch.nonzero(undecided).flatten()
-        take = _draws_until_decidable(counts[rows], cls[rows], need, judge.n, target is not None).clamp(
-            min=judge.round_size)
-        take = torch.minimum(take, judge.n - counts[rows].sum(1))
-        owners = rows.repeat_interleave(take)
-        for s in range(0, len(owners), judge.chunk):
-            idx = owners[s:s + judge.chunk]
-            pred = call_classifier(model, x[idx], generator).argmax(1)
-            counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
-        drawn = counts.sum(1)
-        left = judge.n - drawn
-        own = counts.gather(1, cls[:, None]).squeeze(1)
-        best_other = counts.scatter(1, cls[:, None], -1).amax(1)
-        if target is None:
-            # an alpha fraction already voted elsewhere, or y can no longer be the top class
-            sure_success = (best_other >= need) | (own + left < best_other)
-            sure_fail = (best_other + left < need) & (own > best_other + left)
-        else:
-            # the target has an alpha fraction, or stays the strict top class whatever comes
-            sure_success = (own >= need) | (own > best_other + left)
-            sure_fail = (own + left < need) & (own + left < best_other)
-        finished = left == 0
-        full = counts.argmax(1)
-        final = (full != y) | (best_other >= need) if target is None else (full == target) | (own >= need)
-        verdict = torch.where(sure_success, True, torch.where(sure_fail, False, final))
-        decided = undecided & (sure_success | sure_fail | finished)
-        success[decided] = verdict[decided]
-        undecided &= ~decided
-    return success, counts.sum(1)
-
-
-def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n: int, targeted: bool
-                           ) -> torch.Tensor:
-    """A lower bound on the further votes before each verdict could be settled early (by any
-    of the rules in :func:`mc_verdict`), never below 1: drawing that many wastes no vote."""
-    left = n - counts.sum(1)
-    own = counts.gather(1, cls[:, None]).squeeze(1)
-    other = counts.scatter(1, cls[:, None], -1).amax(1)
-    if targeted:
-        reach, lead, fail = need - own, (other + left - own + 2) // 2, left - need + own + 1
-    else:
-        reach, lead, fail = need - other, (own + left - other + 2) // 2, left - need + other + 1
-    return torch.minimum(torch.minimum(reach, lead), fail).clamp(min=1)
 
 
 def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tensor, y: torch.Tensor,

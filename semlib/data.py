@@ -18,13 +18,9 @@ labels' sha256, the images' sha256 leaving out the 111 images the shared copy ho
 lossy JPEGs (:data:`JPEG_FALLBACK`), so the shared and the official copy agree, and the
 ``jpeg_fallback`` mask. A mismatch raises :class:`DataIntegrityError`.
 
-Environment variables: ``SEMLIB_DATA`` (a data directory), ``SEMLIB_CIFAR10_URL`` and
-``SEMLIB_CIFAR10_SHA256`` (where the archive is downloaded from and its sha256, e.g. a local
-mirror), ``SEMLIB_DATA_VERIFY=0`` (use a copy that differs from the canonical one, with a
-warning instead of an error).
-
-Evaluation subsets are the first ``n`` test images in canonical order, skipping the images
-whose ``jpeg_fallback`` flag is set (the same indices whatever the copy) unless asked to keep them.
+Environment: ``SEMLIB_DATA`` (a data directory), ``SEMLIB_CIFAR10_URL``/``_SHA256`` (a mirror of
+the archive and its sha256), ``SEMLIB_DATA_VERIFY=0`` (a non-canonical copy: warning, not error).
+Evaluation subsets: the first ``n`` test images in canonical order, fallbacks skipped by default.
 """
 from __future__ import annotations
 
@@ -43,7 +39,6 @@ from .cifar10 import (_PY_BATCHES, _SHARD_KEYS, _SHARDS, _SPLIT_SIZES, CANONICAL
                       DEFAULT_DIR, ENV_VAR, JPEG_FALLBACK, NUM_CLASSES, VERIFY_ENV, DataIntegrityError,
                       DataNotFoundError, Split, fallback_mask, label_problem, not_found_message, one_line)
 from .fetch import fetch, read_batch
-
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
-import io as _io
+import io
 import os
 import shutil
 import sys
@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from . import io
+from . import artifacts
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -62,15 +62,15 @@ class OutputDir:
     def save_figure(self, fig, topic: str, dpi: int = 150) -> Path:
         """Save ``fig`` as ``fig_<topic>.png`` and ``.pdf``; returns the PNG path."""
         for ext in ("png", "pdf"):
-            buf = _io.BytesIO()
+            buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
-            io.atomic_write_bytes(self.path / f"fig_{topic}.{ext}", buf.getvalue())
+            artifacts.atomic_write_bytes(self.path / f"fig_{topic}.{ext}", buf.getvalue())
             self.files.append(f"fig_{topic}.{ext}")
         return self.path / f"fig_{topic}.png"
 
     def save_table(self, df: pd.DataFrame, topic: str) -> Path:
         path = self.path / f"tab_{topic}.csv"
-        io.atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+        artifacts.atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
         self.files.append(path.name)
         return path
 
@@ -78,13 +78,13 @@ class OutputDir:
                       seeds: dict[str, int] | None = None, data_hashes: dict[str, str] | None = None) -> Path:
         """``metrics.json``: the results plus provenance (git SHA, packages, params, seeds,
         data hashes, wall time of the run)."""
-        record = io.provenance(params, notebook=self.notebook, preset=self.preset, seeds=seeds or {},
+        record = artifacts.provenance(params, notebook=self.notebook, preset=self.preset, seeds=seeds or {},
                                data_sha256=data_hashes or {},
                                wall_seconds=round(time.perf_counter() - self.started, 1),
                                files=sorted(set(self.files)))
         record["metrics"] = metrics
         path = self.path / "metrics.json"
-        io.write_json(path, record)
+        artifacts.write_json(path, record)
         return path
 
 
@@ -139,7 +139,7 @@ class StagedRun:
             else:
                 os.rename(self.previous, self.final)
         self.path = Path(tempfile.mkdtemp(prefix=f"{self.preset}.running-", dir=self.final.parent))
-        os.chmod(self.path, 0o777 & ~io.current_umask())  # mkdtemp makes 0700
+        os.chmod(self.path, 0o777 & ~artifacts.current_umask())  # mkdtemp makes 0700
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -170,7 +170,7 @@ class StagedRun:
         if self.failed.exists():
             shutil.rmtree(self.failed)
         when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        io.atomic_write_text(self.path / FAILED_MARKER, (
+        artifacts.atomic_write_text(self.path / FAILED_MARKER, (
             f"UNFINISHED: this run of {self.notebook} on preset {self.preset} stopped at {when} with "
             f"{error_line(exc)}\n"
             f"Its files are incomplete and were not published; {self.final.name}/ beside this folder still holds "

@@ -95,17 +95,17 @@ class Defenses:
     ----------
     collection : name -> NoisyClassifier, the admitted SEM collection
     families : name -> family
-    baseline : names of the fixed-ensemble members at their smoothed sigma (contrast F), e.g.
+    ensemble_members : names of the fixed-ensemble members at their smoothed sigma (contrast F), e.g.
         DenseNet100-, ResNet- and WRN-style models at sigma 0.25
-    baseline_plain : the same architectures unsmoothed (contrast H)
+    ensemble_members_plain : the same architectures unsmoothed (contrast H)
     single_smoothed, single_plain : the single-model contrasts G and I
     k_range : the SEM's (K_min, K_max)
     """
 
     collection: dict[str, NoisyClassifier]
     families: dict[str, str]
-    baseline: dict[str, NoisyClassifier]
-    baseline_plain: dict[str, NoisyClassifier]
+    ensemble_members: dict[str, NoisyClassifier]
+    ensemble_members_plain: dict[str, NoisyClassifier]
     single_smoothed: NoisyClassifier
     single_plain: NoisyClassifier
     k_range: tuple[int, int] = (1, 4)
@@ -114,9 +114,9 @@ class Defenses:
     def __post_init__(self) -> None:
         self.models = {
             Defended.SEM: StochasticEnsemble(self.collection, self.families, self.k_range),
-            Defended.ENSEMBLE_SMOOTHED: Ensemble(list(self.baseline.values()), names=list(self.baseline)),
+            Defended.ENSEMBLE_SMOOTHED: Ensemble(list(self.ensemble_members.values()), names=list(self.ensemble_members)),
             Defended.SINGLE_SMOOTHED: self.single_smoothed,
-            Defended.ENSEMBLE: Ensemble(list(self.baseline_plain.values()), names=list(self.baseline_plain)),
+            Defended.ENSEMBLE: Ensemble(list(self.ensemble_members_plain.values()), names=list(self.ensemble_members_plain)),
             Defended.SINGLE: self.single_plain,
         }
 

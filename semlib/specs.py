@@ -1,11 +1,14 @@
 """What a study computes, as data: its settings (:class:`StudyConfig`, the ``STUDY`` block of
-``params/<preset>.yaml``) and its curves (:class:`CurveSpec`: defended model or attacker,
-attack, goal, SEM variant), plus the seeded targets of targeted curves.
+``params/<preset>.yaml``), the SEMs the attackers face (:class:`Variant`, registry
+:data:`VARIANTS`) and its curves (:class:`CurveSpec`: scenario, attack, goal, SEM variant),
+plus the seeded targets of targeted curves.
 
 SEM variants: ``sem`` (the admitted collection, K in ``k_range``, paper 1..4), ``sem_k68``
 (the same collection, K in ``k_range_large``: paper Sec. 4.5), ``sem_wrn`` (the single-architecture
-collection: one architecture at several sigmas) and ``custom:<name>`` (registered with
-:meth:`semlib.study.Study.add_variant`).
+collection: one architecture at several sigmas) and ``custom:<name>`` (any listed sub-models and
+K, registered with :meth:`semlib.study.Study.add_variant`). A curve's label is derived from its
+variant's settings (:func:`label`), never parsed back: tables and claims select curves by
+their ``scenario`` and ``variant`` columns.
 """
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from typing import Any, Iterable
 
 import torch
 
-from .attacks import ATTACKS
+from .attacks import APGD, ATTACKS, Attack, make_attack
 from .scenarios import SCENARIOS, Defended, scenario
 from .settings import from_dict as settings_from_dict
 
 GOALS = ("untargeted", "targeted")
-VARIANTS = ("sem", "sem_k68", "sem_wrn")
-BASELINES = ("RSE", "ADP", "SEM")  # Fig. 3 baselines; SEM: white-box on the SEM itself (06b)
+FIG3_BASELINES = ("RSE", "ADP")  # the Fig. 3 defenses besides ensemble smoothing (semlib.baselines)
+ADAPTIVE = "SEM"  # the adaptive attacker's curve (06b): white-box on the SEM itself, EOT over draws and noise
+EXTRA_SCENARIOS = (*FIG3_BASELINES, ADAPTIVE)  # curve scenarios beyond Table 2's letters A–M
 QUERY_ATTACKS = ("nes", "spsa")
 
 
@@ -47,7 +51,7 @@ class StudyConfig:
     seed: int = 0  # targets and every curve's randomness
     k_range: list[int] = field(default_factory=lambda: [1, 4])  # the SEM's K_min, K_max [1, 4]
     k_range_large: list[int] = field(default_factory=lambda: [6, 8])  # variant sem_k68 [6, 8]
-    single_arch: str = "resnet18"  # contrasts G (smoothed) and I (plain)
+    contrast_arch: str = "resnet18"  # the single model of contrasts G (smoothed) and I (plain)
     apgd_steps: int = 100  # adaptive attacker (06b) iterations
     apgd_eot: int = 20  # adaptive attacker EOT samples per iteration
     apgd_loss: str = "ce"
@@ -56,6 +60,8 @@ class StudyConfig:
 
     # fields that change the plots or the ledger, not a curve
     _presentation = ("n_images", "eps_max")
+    # names in cache keys and seeds, where a field was renamed since curves were first keyed
+    _key_names = {"contrast_arch": "single_arch"}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "STUDY") -> "StudyConfig":
@@ -87,6 +93,15 @@ class StudyConfig:
             need(isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(v, int) for v in k)
                  and 1 <= k[0] <= k[1], f"{name} must be [K_min, K_max] with 1 <= K_min <= K_max, got {k!r}")
 
+    def attack(self, name: str, deterministic: bool = False) -> Attack:
+        """The attack ``name`` with this study's budget (one EOT sample on a ``deterministic`` model)."""
+        if name in QUERY_ATTACKS:
+            return make_attack(name, norm=self.norm, max_queries=self.query_budget, samples=self.query_samples)
+        if name == "apgd":
+            return APGD(norm=self.norm, steps=self.apgd_steps, eot=1 if deterministic else self.apgd_eot,
+                        loss=self.apgd_loss)
+        return make_attack(name, norm=self.norm, steps=self.steps, eot=1 if deterministic else self.eot)
+
     def curve_fields(self, attack: str | None = None) -> dict[str, Any]:
         """The settings a curve of ``attack`` depends on (its cache key): the other attacks'
         settings and the presentation fields are left out, so notebooks share curves."""
@@ -94,41 +109,118 @@ class StudyConfig:
                "spsa": ("query_budget", "query_samples")}
         every = {f for v in own.values() for f in v} | {"steps", "eot"}
         keep = set(own.get(attack, ("steps", "eot"))) if attack else set()
-        return {k: v for k, v in asdict(self).items()
+        return {self._key_names.get(k, k): v for k, v in asdict(self).items()
                 if k not in self._presentation and (k not in every or k in keep)}
+
+
+CUSTOM = "custom:"  # the prefix of a variant registered by Study.add_variant
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A SEM that the attackers A–E and the adaptive attacker face.
+
+    ``collection``: ``"sigmas"`` (the zoo's sub-models at its sigmas, admitted by THRESHOLD),
+    ``"single_arch"`` (the zoo's single-architecture collection: one family, so a draw takes K
+    distinct sub-models) or ``"members"`` (the sub-models in ``members``). K comes from the
+    StudyConfig field ``k_field``, or from ``k`` for a variant with listed members. ``title``
+    names the collection in curve labels."""
+
+    name: str
+    collection: str = "sigmas"
+    k_field: str = "k_range"
+    title: str = ""
+    members: tuple[str, ...] = ()
+    k: tuple[int, int] | None = None
+
+    def k_range(self, cfg: StudyConfig) -> tuple[int, int]:
+        k = self.k if self.k is not None else getattr(cfg, self.k_field)
+        return int(k[0]), int(k[1])
+
+    def suffix(self, cfg: StudyConfig) -> str:
+        """What this SEM adds to a curve label: its collection's title, and its K range where
+        that is not the study's ``k_range``."""
+        parts = [self.title] if self.title else []
+        if self.k is None and self.k_range(cfg) != tuple(cfg.k_range):
+            parts.append("K {}..{}".format(*self.k_range(cfg)))
+        return f" ({', '.join(parts)})" if parts else ""
+
+    def seed_entry(self) -> tuple[list[str], tuple[int, int]] | None:
+        """What a variant with listed members adds to its curves' seeds and keys (None otherwise)."""
+        return (list(self.members), self.k) if self.collection == "members" else None
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("sem"),
+    Variant("sem_k68", k_field="k_range_large"),
+    Variant("sem_wrn", collection="single_arch", title="WRN SEM"),
+)}
+
+
+def custom_variant(name: str, members: Iterable[str], k_range: tuple[int, int]) -> Variant:
+    """The variant ``custom:<name>``: a SEM on the sub-models ``members`` with K in ``k_range``."""
+    k = (int(k_range[0]), int(k_range[1]))
+    if not 1 <= k[0] <= k[1]:
+        raise ValueError(f"K range must satisfy 1 <= K_min <= K_max, got {k_range}")
+    return Variant(f"{CUSTOM}{name}", collection="members", title=name, members=tuple(sorted(members)), k=k)
 
 
 @dataclass(frozen=True)
 class CurveSpec:
-    """One curve: ``defense`` is a scenario letter (A–M), a baseline (``RSE``, ``ADP``) or ``SEM``
-    (the adaptive attacker: white-box on the SEM itself, EOT over fresh draws and noise);
-    ``attack`` one of bim, mim, pgd, nes, spsa, apgd; ``goal`` untargeted or targeted; ``variant``
-    which SEM the A–E attackers face."""
+    """One curve: ``scenario`` is a scenario letter of Table 2 (attackers A–E, contrasts F–M), a
+    baseline (``RSE``, ``ADP``) or ``SEM`` (the adaptive attacker: white-box on the SEM itself,
+    EOT over fresh draws and noise); ``attack`` one of bim, mim, pgd, nes, spsa, apgd; ``goal``
+    untargeted or targeted; ``variant`` which SEM the SEM-facing scenarios face."""
 
-    defense: str
+    scenario: str
     attack: str
     goal: str = "untargeted"
     variant: str = "sem"
 
     def __post_init__(self) -> None:
-        if self.defense not in BASELINES:
-            scenario(self.defense)  # unknown names fail here
+        if self.scenario not in EXTRA_SCENARIOS:
+            scenario(self.scenario)  # unknown names fail here
         if self.attack not in ATTACKS:
             raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(ATTACKS)}")
         if self.goal not in GOALS:
             raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
-        if self.variant not in VARIANTS and not self.variant.startswith("custom:"):
-            raise ValueError(f"variant must be one of {VARIANTS} or 'custom:<name>', got {self.variant!r}")
-        query_scenario = self.defense not in BASELINES and SCENARIOS[self.defense].query
+        if self.variant not in VARIANTS and not self.variant.startswith(CUSTOM):
+            raise ValueError(f"variant must be one of {tuple(VARIANTS)} or '{CUSTOM}<name>', got {self.variant!r}")
+        query_scenario = self.scenario not in EXTRA_SCENARIOS and SCENARIOS[self.scenario].query
         if query_scenario != (self.attack in QUERY_ATTACKS):
             kind = "a score-based attack (nes, spsa)" if query_scenario else "a gradient attack"
-            raise ValueError(f"{self.defense} is attacked with {kind}, not {self.attack!r}")
+            raise ValueError(f"{self.scenario} is attacked with {kind}, not {self.attack!r}")
+
+    @property
+    def sem_facing(self) -> bool:
+        """Whether the curve's defended model is a SEM (so its variant matters)."""
+        return self.scenario == ADAPTIVE or (self.scenario in SCENARIOS
+                                             and SCENARIOS[self.scenario].defended is Defended.SEM)
+
+    def key(self) -> dict[str, str]:
+        """The curve in cache keys and seeds (``defense``: the scenario's name when curves were
+        first keyed; renaming it would re-seed every curve)."""
+        return {"defense": self.scenario, "attack": self.attack, "goal": self.goal, "variant": self.variant}
+
+    @classmethod
+    def from_key(cls, key: dict[str, str]) -> "CurveSpec":
+        return cls(key["defense"], key["attack"], key["goal"], key["variant"])
 
     @property
     def label(self) -> str:
-        suffix = {"sem": "", "sem_k68": " (K 6..8)", "sem_wrn": " (WRN SEM)"}.get(self.variant, f" ({self.variant[7:]})")
-        sem_facing = self.defense in BASELINES or SCENARIOS[self.defense].defended is Defended.SEM
-        return self.defense + (suffix if sem_facing or self.variant == "sem" else "")
+        """The display label under the default settings (:meth:`semlib.study.Study.label`: under
+        the study's)."""
+        return label(self, StudyConfig())
+
+
+def label(spec: CurveSpec, cfg: StudyConfig, variant: Variant | None = None) -> str:
+    """A curve's display label: the scenario, plus its SEM's suffix (:meth:`Variant.suffix`)
+    for SEM-facing curves of another variant than ``sem``."""
+    if not spec.sem_facing or spec.variant == "sem":
+        return spec.scenario
+    v = variant or VARIANTS.get(spec.variant) or Variant(spec.variant, "members", title=spec.variant[len(CUSTOM):],
+                                                        k=(1, 1))
+    return spec.scenario + v.suffix(cfg)
 
 
 def specs(defenses: Iterable[str], attacks: Iterable[str], goals: Iterable[str] = GOALS, variant: str = "sem"

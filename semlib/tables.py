@@ -14,7 +14,7 @@ from .smoothing import clopper_pearson
 
 def asr_table(rows: pd.DataFrame, eps_grid: np.ndarray, ci_alpha: float = 0.05) -> pd.DataFrame:
     """Tidy ASR curves: one row per (curve, eps) with asr and its Clopper-Pearson band."""
-    keys = ["label", "defense", "attack", "goal", "variant"]
+    keys = ["label", "scenario", "attack", "goal", "variant"]
     parts = [asr_curve(g.distortion, eps_grid, ci_alpha).assign(**dict(zip(keys, k)))
              for k, g in rows.groupby(keys, sort=False)]
     return pd.concat(parts, ignore_index=True)[keys + ["eps", "asr", "lo", "hi", "n"]]
@@ -43,7 +43,7 @@ def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray) -> pd.DataFrame:
 
 
 def accuracy_table(rows: pd.DataFrame, ci_alpha: float = 0.05) -> pd.DataFrame:
-    """Clean Monte-Carlo accuracy per model with a Clopper-Pearson band (from :meth:`Study.clean_rows`)."""
+    """Clean Monte-Carlo accuracy per model with a Clopper-Pearson band (from :func:`semlib.certification.clean_rows`)."""
     out = []
     for label, g in rows.groupby("label", sort=False):
         k = torch.tensor([int(g.clean_correct.sum())])

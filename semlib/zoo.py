@@ -1,18 +1,6 @@
 """The zoo: every (architecture, sigma) sub-model of a preset, trained once, cached, tabulated.
 
-A zoo is described by a YAML spec (``params/zoo/<preset>.yaml``)::
-
-    name: laptop
-    noise_space: pixel            # or "normalized" (see semlib.smoothing)
-    sigmas: [0.0, 0.25, 0.75, 1.5]
-    models:                       # every Table-1 family, shrunk by width/depth/stem_stride
-      - {arch: resnet18, width: 0.25, stem_stride: 2}
-      - {arch: alexnet, width: 0.25, train: {lr: 0.04}}   # per-model recipe overrides
-    train: {epochs: 5}            # TrainConfig of the unsmoothed models
-    finetune: {epochs: 1.5}       # smoothed models start from the unsmoothed weights
-                                  # (omit to train them from scratch with `train`)
-    single_arch: {arch: wrn28_10, sigmas: [0.12, 0.15, 0.25, 0.5, 0.75, 1.0, 1.25]}  # optional
-    evaluate: {n_test: 1000, aca_images: 200, n0: 16, n: 128, alpha: 0.001}
+A zoo is described by a YAML spec (``params/zoo/<preset>.yaml``, read by :mod:`semlib.zoospec`).
 
 Each sub-model is saved as ``<zoo_dir>/<arch>_s<sigma>.safetensors`` plus its JSON card; the
 card is written last, so an interrupted :func:`train_zoo` resumes with the first model whose
@@ -22,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,171 +18,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import device as devices, io, layout, runner
-from .baselines import BaselineSpec
+from . import device as devices, artifacts, layout, runner
 from .data import eval_subset, find_data_dir, load_split
-from .models import build_model, family_of
-from .outputs import project_root
-from .smoothing import NoisyClassifier, certify, check_sigma, noise_space
+from .models import family_of
+from .smoothing import NoisyClassifier, certify
 from .training import TrainConfig, accuracy, train
-from .yamlsafe import load_yaml
-
-_SPEC_KEYS = {"name", "noise_space", "sigmas", "models", "train", "finetune", "single_arch", "evaluate", "seed",
-              "baselines"}
-_MODEL_KEYS = {"arch", "width", "depth", "stem_stride", "train"}
-_ARCH_KEYS = ("arch", "width", "depth", "stem_stride")
-
-
-@dataclass(frozen=True)
-class SubModelSpec:
-    """One sub-model of the zoo: an architecture at some size, trained at noise level ``sigma``."""
-
-    arch: str
-    sigma: float
-    width: float = 1.0
-    depth: float = 1.0
-    stem_stride: int = 1
-    noise_space: str = "pixel"
-
-    def __post_init__(self) -> None:
-        if self.sigma == 0:  # an unsmoothed model has no noise space; one card serves both
-            object.__setattr__(self, "noise_space", "pixel")
-
-    @property
-    def name(self) -> str:
-        return f"{self.arch}_s{self.sigma:g}"
-
-    @property
-    def family(self) -> str:
-        return family_of(self.arch)
-
-    def build(self) -> torch.nn.Module:
-        return build_model(self.arch, width=self.width, depth=self.depth, stem_stride=self.stem_stride)
-
-    def parent(self) -> "SubModelSpec":
-        """The unsmoothed model of the same architecture (the fine-tuning start point)."""
-        return SubModelSpec(self.arch, 0.0, self.width, self.depth, self.stem_stride, self.noise_space)
-
-
-@dataclass
-class EvalConfig:
-    n_test: int = 1000  # test images for clean accuracy (jpeg fallbacks skipped)
-    aca_images: int = 200  # test images for the approximated certified accuracy
-    n0: int = 100
-    n: int = 1000
-    alpha: float = 0.001
-    batch_size: int = 500
-    seed: int = 0
-
-
-@dataclass
-class ZooSpec:
-    name: str
-    models: list[dict[str, Any]]
-    sigmas: list[float]
-    train: dict[str, Any] = field(default_factory=dict)
-    finetune: dict[str, Any] | None = None
-    single_arch: dict[str, Any] | None = None
-    evaluate: dict[str, Any] = field(default_factory=dict)
-    noise_space: str = "pixel"
-    seed: int = 0
-    baselines: dict[str, Any] | None = None  # Fig. 3 baselines: see semlib.baselines.BaselineSpec
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "ZooSpec":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"zoo spec {path} not found; presets live in params/zoo/<preset>.yaml")
-        raw = load_yaml(path)  # bounded: alias bombs, huge files and deep nesting are one line
-        if not isinstance(raw, dict):
-            raise ValueError(f"zoo spec {path} must be a YAML mapping, got {type(raw).__name__}")
-        return cls.from_dict(raw, source=str(path))
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "zoo spec") -> "ZooSpec":
-        unknown = set(raw) - _SPEC_KEYS
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
-        for key in ("name", "models", "sigmas"):
-            if key not in raw:
-                raise ValueError(f"{source}: missing key {key!r}")
-        spec = cls(**raw)
-        spec.validate(source)
-        return spec
-
-    def validate(self, source: str = "zoo spec") -> None:
-        noise_space(self.noise_space)
-        for s in self.sigmas:
-            check_sigma(s)
-        if 0.0 not in [float(s) for s in self.sigmas]:
-            raise ValueError(f"{source}: sigmas must include 0 (the unsmoothed models), got {self.sigmas}")
-        seen = set()
-        for m in self.models:
-            bad = set(m) - _MODEL_KEYS
-            if bad or "arch" not in m:
-                raise ValueError(f"{source}: model entry {m} must have 'arch' and only {sorted(_MODEL_KEYS)}")
-            family_of(m["arch"])  # unknown architectures fail here, listing the known ones
-            if m["arch"] in seen:
-                raise ValueError(f"{source}: architecture {m['arch']} listed twice")
-            seen.add(m["arch"])
-        for m in [{}] + self.models:
-            TrainConfig(**{**self.train, **m.get("train", {})})
-            if self.finetune is not None:
-                TrainConfig(**{**self.train, **m.get("train", {}), **self.finetune})
-        EvalConfig(**self.evaluate)
-        if self.baselines is not None:
-            BaselineSpec.from_dict(self.baselines, self, source)
-        if self.single_arch is not None and self.single_arch.get("arch") not in seen:
-            raise ValueError(f"{source}: single_arch.arch must be one of the listed models {sorted(seen)}")
-
-    def _model(self, arch: str) -> dict[str, Any]:
-        return next(m for m in self.models if m["arch"] == arch)
-
-    def submodel(self, arch: str, sigma: float) -> SubModelSpec:
-        """The sub-model of architecture ``arch`` at ``sigma`` as this zoo builds it."""
-        if arch not in {m["arch"] for m in self.models}:
-            raise ValueError(f"zoo {self.name} has no architecture {arch!r}; it has {[m['arch'] for m in self.models]}")
-        return self._sub(self._model(arch), sigma)
-
-    def _sub(self, m: dict[str, Any], sigma: float) -> SubModelSpec:
-        return SubModelSpec(sigma=float(sigma), noise_space=self.noise_space, **{k: m[k] for k in _ARCH_KEYS if k in m})
-
-    def submodels(self, include_single_arch: bool = True) -> list[SubModelSpec]:
-        """Every sub-model, unsmoothed ones first (they are the fine-tuning parents)."""
-        out = [self._sub(m, s) for s in sorted(set(map(float, self.sigmas))) for m in self.models]
-        if include_single_arch and self.single_arch:
-            m = self._model(self.single_arch["arch"])
-            out += [self._sub(m, s) for s in self.single_arch["sigmas"] if float(s) not in map(float, self.sigmas)]
-        return out
-
-    def train_config(self, sub: SubModelSpec) -> tuple[TrainConfig, str | None]:
-        """The training recipe of ``sub`` and the name of the model it starts from (or None)."""
-        base = {**self.train, **self._model(sub.arch).get("train", {}), "sigma": sub.sigma,
-                "noise_space": sub.noise_space, "seed": self.seed + _stable_hash(sub.name)}
-        if sub.sigma > 0 and self.finetune is not None:
-            return TrainConfig(**{**base, **self.finetune}), sub.parent().name
-        return TrainConfig(**base), None
-
-    def eval_config(self) -> EvalConfig:
-        return EvalConfig(**self.evaluate)
-
-
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(text.encode(), "little") % 1_000_003
-
-
-def load_spec(preset_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> ZooSpec:
-    """A zoo spec by preset name (``params/zoo/<name>.yaml`` in the project) or by path."""
-    p = Path(preset_or_path)
-    if p.suffix not in (".yaml", ".yml"):
-        p = Path(root or project_root()) / "params" / "zoo" / f"{preset_or_path}.yaml"
-    return ZooSpec.from_yaml(p)
-
-
-def default_dir(name: str, root: str | os.PathLike | None = None) -> Path:
-    """Where a zoo's checkpoints live: ``zoo/<name>/`` in the project."""
-    return Path(root or project_root()) / "zoo" / name
-
+# the spec, re-exported: zoo.load_spec and friends are how notebooks and tests reach it
+from .zoospec import EvalConfig, SubModelSpec, ZooSpec, default_dir, load_spec  # noqa: F401
 
 def _card_matches(card: dict[str, Any] | None, sub: SubModelSpec, cfg: TrainConfig, parent: str | None,
                   parent_sha: str | None) -> bool:
@@ -219,23 +49,23 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
     zoo_dir.mkdir(parents=True, exist_ok=True)
     subs = [s for s in spec.submodels() if only is None or s.name in set(only)]
     if executor is not None and not executor.serial:
-        _train_on(executor, spec, zoo_dir, data_dir, subs, progress, device, retrain)
+        _train_as_tasks(executor, spec, zoo_dir, data_dir, subs, progress, device, retrain)
         retrain = False  # the tasks (re)trained every sub-model; the loop below finds them current
     train_data = None
     bar = tqdm(subs, desc=f"zoo {spec.name}", disable=not progress)
     for sub in bar:
         bar.set_postfix_str(sub.name)
-        if not retrain and _current(spec, sub, zoo_dir):
+        if not retrain and _trained_as_specified(spec, sub, zoo_dir):
             continue
         path = zoo_dir / f"{sub.name}.safetensors"
         cfg, parent = spec.train_config(sub)
-        parent_card = io.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
+        parent_card = artifacts.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
         parent_sha = parent_card["sha256"] if parent_card else None
         if train_data is None:
             train_data = load_split("train", data_dir)
         model = sub.build()
         if parent is not None:
-            io.load_weights(model, zoo_dir / f"{parent}.safetensors")
+            artifacts.load_weights(model, zoo_dir / f"{parent}.safetensors")
         model.to(dev)
         result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=sub.name)
         metrics = evaluate_submodel(model, sub, spec.eval_config(), data_dir)
@@ -249,23 +79,24 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
             "threads": torch.get_num_threads(), "device": devices.describe(dev),
             "cpu_capability": layout.cpu_capability(), **metrics,
         }
-        io.save_checkpoint(model, path, card)
+        artifacts.save_checkpoint(model, path, card)
     return zoo_table(zoo_dir, [s.name for s in subs])
 
 
-def _current(spec: ZooSpec, sub: SubModelSpec, zoo_dir: Path) -> bool:
+def _trained_as_specified(spec: ZooSpec, sub: SubModelSpec, zoo_dir: Path) -> bool:
+    """Whether ``sub``'s checkpoint exists and its card records the spec's recipe and parent."""
     cfg, parent = spec.train_config(sub)
-    parent_card = io.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
-    return _card_matches(io.read_card(zoo_dir / f"{sub.name}.safetensors"), sub, cfg, parent,
+    parent_card = artifacts.read_card(zoo_dir / f"{parent}.safetensors") if parent else None
+    return _card_matches(artifacts.read_card(zoo_dir / f"{sub.name}.safetensors"), sub, cfg, parent,
                          parent_card["sha256"] if parent_card else None)
 
 
-def _train_on(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool,
+def _train_as_tasks(executor, spec: ZooSpec, zoo_dir: Path, data_dir, subs: list[SubModelSpec], progress: bool,
               device: str | torch.device | None, retrain: bool) -> None:
     data = str(find_data_dir(data_dir))
     for wave in ([s for s in subs if spec.train_config(s)[1] is None], [s for s in subs if spec.train_config(s)[1]]):
         tasks = [(asdict(spec), str(zoo_dir.resolve()), data, s.name, devices.request(device), retrain)
-                 for s in wave if retrain or not _current(spec, s, zoo_dir)]
+                 for s in wave if retrain or not _trained_as_specified(spec, s, zoo_dir)]
         runner.run(train_task, tasks, executor, desc="sub-models", progress=progress)
 
 
@@ -302,7 +133,7 @@ def zoo_table(zoo_dir: str | os.PathLike, names: Iterable[str] | None = None) ->
     wanted = None if names is None else list(names)
     rows = []
     for card_file in sorted(zoo_dir.glob("*.json")):
-        card = io.read_card(card_file.with_suffix(".safetensors"))
+        card = artifacts.read_card(card_file.with_suffix(".safetensors"))
         if card is None or (wanted is not None and card["name"] not in wanted):
             continue
         rows.append({k: card.get(k) for k in ("name", "arch", "family", "sigma", "clean_accuracy", "aca",
@@ -344,18 +175,18 @@ def load_submodel(zoo_dir: str | os.PathLike, name: str, device: str | torch.dev
     """A trained sub-model as a :class:`NoisyClassifier` (fp32, eval mode), hash-checked; with
     ``expected`` (the zoo spec's sub-model), its card must describe exactly that model."""
     path = Path(zoo_dir) / f"{name}.safetensors"
-    card = io.read_card(path)
+    card = artifacts.read_card(path)
     if card is None:
         have = sorted(p.stem for p in Path(zoo_dir).glob("*.safetensors"))
-        raise io.CheckpointError(f"no finished sub-model {name!r} in {zoo_dir}; have: {have or 'none'} — "
+        raise artifacts.CheckpointError(f"no finished sub-model {name!r} in {zoo_dir}; have: {have or 'none'} — "
                                  f"train the zoo first (make zoo)")
     try:
         sub = SubModelSpec(**card["submodel"])
     except (KeyError, TypeError) as e:
-        raise io.CheckpointError(f"card {io.card_path(path)} has no valid 'submodel' entry ({e}); delete it and the "
+        raise artifacts.CheckpointError(f"card {artifacts.card_path(path)} has no valid 'submodel' entry ({e}); delete it and the "
                                  f"weights, then retrain (make zoo)") from None
     if expected is not None and sub != expected:
-        raise io.CheckpointError(f"card {io.card_path(path)} describes {asdict(sub)}, but the zoo spec asks for "
+        raise artifacts.CheckpointError(f"card {artifacts.card_path(path)} describes {asdict(sub)}, but the zoo spec asks for "
                                  f"{asdict(expected)} (edited card, or spec changed since training); retrain: make zoo")
-    model = io.load_weights(sub.build(), path).to(device).eval()
+    model = artifacts.load_weights(sub.build(), path).to(device).eval()
     return NoisyClassifier(model, sub.sigma, sub.noise_space).eval()

@@ -68,3 +68,10 @@ def test_no_import_cycle_and_no_nested_import():
     assert sum(len(v) for v in edges.values()) > 30  # the parser sees the real graph
     assert _cycle(edges) is None, f"import cycle: {' -> '.join(_cycle(edges))}"
     assert not nested, f"semlib imports made inside functions: {nested}"
+
+
+def test_one_concept_per_module_stays_small():
+    """The redesign's size rule: no semlib module over 300 lines (split by concept, not by count)."""
+    sizes = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
+    assert len(sizes) > 30
+    assert not {m: n for m, n in sizes.items() if n > 300}, sorted(sizes.items(), key=lambda kv: -kv[1])[:5]

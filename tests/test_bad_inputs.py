@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from semlib import (attacks, baselines, cache, claims, curves, data, device, ensemble, io, models, params, pipeline, runner,
+from semlib import (attacks, baselines, cache, claims, curves, data, device, ensemble, artifacts, models, params, pipeline, runner,
                     scenarios, smoothing, study, training, zoo)
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "params" / "zoo" / "smoke.yaml")
@@ -65,9 +65,9 @@ CASES = [
     ("zoo spec not YAML", lambda t: zoo.ZooSpec.from_yaml(_write(t, "z.yaml", "models: [x\n")), ValueError, "is not valid YAML"),
     ("zoo spec unknown key", lambda t: zoo.ZooSpec.from_dict({"name": "x", "sigmas": [0], "models": [], "epoch": 1}), ValueError, "unknown keys ['epoch']"),
     ("zoo spec missing file", lambda t: zoo.ZooSpec.from_yaml(t / "none.yaml"), FileNotFoundError, "presets live in params/zoo"),
-    ("missing sub-model", lambda t: zoo.load_submodel(t, "vgg11_s0"), io.CheckpointError, "train the zoo first"),
-    ("pickled checkpoint", lambda t: io.load_weights(torch.nn.Linear(1, 1), _write(t, "m.pt", "x")), io.CheckpointError, "only safetensors"),
-    ("checkpoint without card", lambda t: io.load_weights(torch.nn.Linear(1, 1), _write(t, "m.safetensors", "x")), io.CheckpointError, "has no card"),
+    ("missing sub-model", lambda t: zoo.load_submodel(t, "vgg11_s0"), artifacts.CheckpointError, "train the zoo first"),
+    ("pickled checkpoint", lambda t: artifacts.load_weights(torch.nn.Linear(1, 1), _write(t, "m.pt", "x")), artifacts.CheckpointError, "only safetensors"),
+    ("checkpoint without card", lambda t: artifacts.load_weights(torch.nn.Linear(1, 1), _write(t, "m.safetensors", "x")), artifacts.CheckpointError, "has no card"),
     ("unknown preset", lambda t: params.load_params("01_zoo", "laptp"), FileNotFoundError, "no parameters"),
     ("unknown study setting", lambda t: study.StudyConfig.from_dict({"n_image": 3}), ValueError, "unknown setting(s) ['n_image']"),
     ("study N < 1", lambda t: study.StudyConfig.from_dict({"judge_n": 0}), ValueError, "judge_n must be an integer >= 1"),
@@ -79,8 +79,8 @@ CASES = [
     ("APGD zero steps", lambda t: attacks.APGD(steps=0), ValueError, "steps and eot must be >= 1"),
     ("baselines without members", lambda t: baselines.BaselineSpec.from_dict({"sigma": 0.25}, zoo.load_spec(SMOKE)), ValueError, "baselines must be a mapping with 'members'"),
     ("baseline member not in zoo", lambda t: baselines.BaselineSpec.from_dict({"members": ["vgg11", "resnet50"]}, zoo.load_spec(SMOKE)), ValueError, "has no architecture 'resnet50'"),
-    ("untrained baseline", lambda t: baselines.load_baseline("rse", zoo.load_spec(SMOKE), t), io.CheckpointError, "run notebook 02_baselines"),
-    ("study on an empty zoo", lambda t: study.Study(SMOKE, study.StudyConfig(), zoo_dir=t), io.CheckpointError, "no trained sub-models"),
+    ("untrained baseline", lambda t: baselines.load_baseline("rse", zoo.load_spec(SMOKE), t), artifacts.CheckpointError, "run notebook 02_baselines"),
+    ("study on an empty zoo", lambda t: study.Study(SMOKE, study.StudyConfig(), zoo_dir=t), artifacts.CheckpointError, "no trained sub-models"),
     ("claim relation", lambda t: claims.verdict(0.0, 1.0, "<", 0.05), ValueError, "relation must be '>' or '<='"),
     ("study params not a mapping", lambda t: params.check_values({"STUDY": [1]}), ValueError, "STUDY = [1] is not allowed"),
     ("study params bad setting", lambda t: params.check_values({"STUDY": {"eot": 0}}), ValueError, "eot must be an integer >= 1"),

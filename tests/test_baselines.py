@@ -29,6 +29,24 @@ def test_rse_is_stochastic_reproducible_and_averages():
     assert x.grad is not None
 
 
+def test_rse_seeded_calls_do_not_touch_the_global_generator():
+    """Training calls the RSE without a generator: after seed() its noise comes from its own
+    seeded generator (not torch's global one, which baselines.py once seeded by hand)."""
+    x = torch.rand(2, 3, 32, 32)
+    rse = RSE(build_model("vgg11", width=0.0625, stem_stride=2).eval(), 0.2, 0.1)
+    outs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        with torch.no_grad():
+            outs.append(rse.seed(7)(x))
+        assert torch.equal(torch.get_rng_state(), state)  # the global generator was not drawn from
+    assert torch.equal(*outs)
+    with torch.no_grad():
+        assert not torch.equal(rse.seed(8)(x), outs[0])
+        assert torch.equal(rse(x, torch.Generator().manual_seed(3)), rse(x, torch.Generator().manual_seed(3)))
+
+
 def test_adp_diversity_term_analytic():
     y = torch.tensor([0])
     # two members whose non-maximal predictions are orthogonal: det(M^T M) = 1, log-det 0

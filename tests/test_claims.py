@@ -4,13 +4,14 @@ import pandas as pd
 import pytest
 
 from semlib import claims
-from semlib.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, paired_difference, success_area, verdict
+from semlib.claims import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Curve, paired_difference, success_area,
+                           verdict)
 
 
-def rows_of(label, distortions, attack="bim", goal="untargeted"):
+def rows_of(label, distortions, attack="bim", goal="untargeted", scenario=None, variant="sem"):
     d = np.asarray(distortions, dtype=float)
-    return pd.DataFrame({"label": label, "attack": attack, "goal": goal, "example": np.arange(len(d)),
-                         "distortion": d, "clean_correct": True})
+    return pd.DataFrame({"label": label, "scenario": scenario or label, "variant": variant, "attack": attack,
+                         "goal": goal, "example": np.arange(len(d)), "distortion": d, "clean_correct": True})
 
 
 def test_success_area_by_hand():
@@ -48,11 +49,36 @@ def test_identical_curves_support_no_difference_and_panels_cluster_by_image():
     assert verdict(r["lo"], r["hi"], "<=", 0.05) == SUPPORTED
 
 
-def test_prefix_compares_with_the_mean_of_several_curves():
-    rows = pd.concat([rows_of("sem", [0.0] * 10), rows_of("single a", [0.05] * 10), rows_of("single b", [np.nan] * 10)])
-    r = paired_difference(rows, "sem", "single*", [("bim", "untargeted")], eps_hi=0.1)
+def test_every_variant_compares_with_the_mean_of_several_curves():
+    rows = pd.concat([rows_of("sem", [0.0] * 10), rows_of("single a", [0.05] * 10, scenario="submodel", variant="a"),
+                      rows_of("single b", [np.nan] * 10, scenario="submodel", variant="b")])
+    r = paired_difference(rows, "sem", Curve("submodel", None), [("bim", "untargeted")], eps_hi=0.1)
     assert r["y"] == "single (mean of 2)" and r["y_curves"] == "single a,single b"
     assert r["diff"] == pytest.approx(1.0 - 0.25)
+    one = paired_difference(rows, "sem", Curve("submodel", "b"), [("bim", "untargeted")], eps_hi=0.1)
+    assert one["y"] == "single b" and one["diff"] == pytest.approx(1.0)
+
+
+def test_curves_are_selected_by_scenario_and_variant_not_by_label():
+    """Two curves of one scenario differ only in their SEM variant; their labels are for display."""
+    rows = pd.concat([rows_of("A", [0.08] * 12), rows_of("shown as anything", [0.02] * 12, scenario="A",
+                                                           variant="sem_k68")])
+    r = paired_difference(rows, Curve("A", "sem_k68"), "A", [("bim", "untargeted")], eps_hi=0.1)
+    assert r["x"] == "shown as anything" and r["diff"] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match=r"no rows for curve 'A\[sem_wrn\]'"):
+        paired_difference(rows, Curve("A", "sem_wrn"), "A", [("bim", "untargeted")], eps_hi=0.1)
+
+
+def test_tables_written_before_the_scenario_column_read_the_same(tmp_path):
+    old = rows_of("A (K 6..8)", [0.02] * 3, scenario="A", variant="sem_k68").rename(columns={"scenario": "defense"})
+    old.to_csv(tmp_path / "curves.csv", index=False)
+    assert claims.read_rows(tmp_path / "curves.csv")[["scenario", "variant"]].drop_duplicates().values.tolist() == [
+        ["A", "sem_k68"]]
+    clean = pd.DataFrame({"example": [0, 0], "clean_correct": [True, False], "label": ["SEM", "single smoothed vgg11_s1.5"],
+                          "attack": "clean", "goal": "untargeted"})
+    clean.to_csv(tmp_path / "clean.csv", index=False)
+    assert claims.read_rows(tmp_path / "clean.csv")[["scenario", "variant"]].values.tolist() == [
+        ["SEM", "sem"], ["submodel", "vgg11_s1.5"]]
 
 
 def test_missing_curve_is_a_clear_error():

@@ -7,7 +7,8 @@ from torch import nn
 
 from semlib.attacks import BIM
 from semlib.cache import cached, cached_shards
-from semlib.curves import JudgeConfig, SearchConfig, asr_curve, mc_verdict, search_distortion
+from semlib.curves import SearchConfig, asr_curve, search_distortion
+from semlib.judge import JudgeConfig, judge
 from semlib.smoothing import mc_success
 
 
@@ -41,7 +42,7 @@ def test_early_stop_verdict_equals_full_count(targeted, alpha):
     y = torch.tensor([s[0] for s in seqs])
     target = (y + 1) % 10 if targeted else None
     model = Scripted(seqs)
-    got, draws = mc_verdict(model, x, y, target, JudgeConfig(n=n, alpha=alpha))
+    got, draws = judge(model, x, y, target, JudgeConfig(n=n, alpha=alpha))
     counts = torch.stack([torch.bincount(torch.tensor(s), minlength=10) for s in seqs])
     assert torch.equal(got, mc_success(counts, y, alpha, target))
     assert int(draws.max()) <= n and int(draws.sum()) < n * m  # some verdicts were settled early

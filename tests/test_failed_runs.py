@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from semlib import io
+from semlib import artifacts
 from semlib.outputs import FAILED_MARKER, STAGING_ENV, OutputDir, StagedRun, environ
 from semlib.pipeline import RunFailed, run_notebook
 
@@ -91,15 +91,15 @@ def test_first_run_that_fails_publishes_nothing(project):
 
 def test_staged_run_without_a_kernel(tmp_path):
     final = tmp_path / "outputs" / "nb" / "smoke"
-    io.atomic_write_text(final / "metrics.json", "old\n")
+    artifacts.atomic_write_text(final / "metrics.json", "old\n")
     with pytest.raises(KeyboardInterrupt):
         with StagedRun("nb", "smoke", tmp_path) as run:
-            io.atomic_write_text(run.path / "tab_x.csv", "new\n")
+            artifacts.atomic_write_text(run.path / "tab_x.csv", "new\n")
             raise KeyboardInterrupt  # an interrupted run is a failed run too
     assert (final / "metrics.json").read_text() == "old\n" and not (final / "tab_x.csv").exists()
     assert (final.with_name("smoke.failed") / FAILED_MARKER).read_text().startswith("UNFINISHED")
     with StagedRun("nb", "smoke", tmp_path) as run:
-        io.atomic_write_text(run.path / "metrics.json", "new\n")
+        artifacts.atomic_write_text(run.path / "metrics.json", "new\n")
         assert (final / "metrics.json").read_text() == "old\n"  # still the old one until the swap
     assert (final / "metrics.json").read_text() == "new\n"
     assert sorted(p.name for p in final.parent.iterdir()) == ["smoke"]
@@ -109,7 +109,7 @@ def test_interrupted_swap_is_recovered(tmp_path):
     """A crash between the two renames of a swap (where no atomic exchange exists) leaves
     ``<preset>.previous``; the next run puts it back before anything else."""
     previous = tmp_path / "outputs" / "nb" / "smoke.previous"
-    io.atomic_write_text(previous / "metrics.json", "old\n")
+    artifacts.atomic_write_text(previous / "metrics.json", "old\n")
     with pytest.raises(RuntimeError):
         with StagedRun("nb", "smoke", tmp_path):
             raise RuntimeError("x")
@@ -133,13 +133,13 @@ def test_output_dir_writes_to_staging_only_for_its_own_run(tmp_path):
 def test_atomic_writes_follow_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        io.atomic_write_text(tmp_path / "a.txt", "x")
-        io.write_json(tmp_path / "b.json", {"x": 1})
+        artifacts.atomic_write_text(tmp_path / "a.txt", "x")
+        artifacts.write_json(tmp_path / "b.json", {"x": 1})
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == mode
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == mode
-    assert io.current_umask() == old
+    assert artifacts.current_umask() == old
 
 
 @pytest.mark.parametrize("executor", [[], ["--executor", "ray"]], ids=["serial", "ray"])

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from semlib import study as st
+from semlib import certification, study as st
+from semlib.scenarios import SCENARIOS
 from semlib.smoothing import NoisyClassifier
 from semlib.study import CurveSpec, Study, StudyConfig, asr_table, random_targets, specs, summary_table
 
@@ -32,12 +33,39 @@ def test_bad_curve_specs(args, msg):
         CurveSpec(*args)
 
 
+def test_labels_derive_from_the_variants_settings(laptop):
+    """A label is derived from its variant's settings, never parsed back; claims select curves
+    by (scenario, variant)."""
+    spec = CurveSpec("A", "bim", variant="sem_k68")
+    assert laptop.label(spec) == "A (K 6..8)"
+    other = StudyConfig.from_dict({**TINY, "k_range_large": [5, 7]})
+    assert st.label(spec, other) == "A (K 5..7)" and st.label(CurveSpec("A", "bim"), other) == "A"
+    assert st.label(CurveSpec("H", "bim", variant="sem_k68"), other) == "H"  # H faces no SEM
+    v = laptop.add_variant("two", sorted(laptop.collection())[:2], (1, 2))
+    assert v == "custom:two" and laptop.label(CurveSpec("A", "pgd", variant=v)) == "A (two)"
+    assert laptop.variant(v).k_range(laptop.cfg) == (1, 2) and laptop.collection(v) == sorted(laptop.collection())[:2]
+    with pytest.raises(ValueError, match="unknown SEM variant 'custom:nope'"):
+        laptop.collection("custom:nope")
+
+
+def test_seeds_keep_the_names_they_were_first_keyed_under():
+    """Renamed fields (CurveSpec.defense -> scenario, StudyConfig.single_arch -> contrast_arch)
+    keep their old names in keys and seeds, so no curve is re-seeded by a rename."""
+    spec = CurveSpec("G", "pgd", "targeted", "sem_wrn")
+    assert spec.key() == {"defense": "G", "attack": "pgd", "goal": "targeted", "variant": "sem_wrn"}
+    assert CurveSpec.from_key(spec.key()) == spec
+    fields = StudyConfig(contrast_arch="vgg11").curve_fields("bim")
+    assert fields["single_arch"] == "vgg11" and "contrast_arch" not in fields
+    assert set(fields) == {"norm", "steps", "eot", "judge_n", "alpha", "eps0", "search_steps", "binary_steps",
+                           "period", "half_seed", "seed", "k_range", "k_range_large", "single_arch", "shard_size"}
+
+
 def test_labels_and_spec_lists():
     assert CurveSpec("A", "bim", variant="sem_k68").label == "A (K 6..8)"
     assert CurveSpec("SEM", "apgd", variant="sem_wrn").label == "SEM (WRN SEM)"
     assert CurveSpec("F", "bim").label == "F"
     got = specs("AB", ["bim", "pgd"], ["untargeted"])
-    assert [(s.defense, s.attack) for s in got] == [("A", "bim"), ("B", "bim"), ("A", "pgd"), ("B", "pgd")]
+    assert [(s.scenario, s.attack) for s in got] == [("A", "bim"), ("B", "bim"), ("A", "pgd"), ("B", "pgd")]
 
 
 @pytest.mark.parametrize("raw, msg", [
@@ -76,7 +104,7 @@ def test_collections_and_defenses(laptop):
     wrn = laptop.collection("sem_wrn")
     assert len(wrn) == 7 and all(n.startswith("wrn28_10_s") for n in wrn)
     assert laptop.defenses("sem").k_range == (1, 4) and laptop.defenses("sem_k68").k_range == (6, 8)
-    certified = laptop.certifiable(0.25)
+    certified = certification.certifiable(laptop, 0.25)
     sem_c = certified["SEM"]
     assert isinstance(sem_c, NoisyClassifier) and sem_c.sigma == 0.25
     assert all(m.sigma == 0 for m in sem_c.base.members)  # one shared noise draw, none per member
@@ -115,9 +143,9 @@ def test_tables(laptop):
 
 def test_clean_rows_and_certificates(laptop):
     d = laptop.defenses()
-    clean = laptop.clean_rows({"I": d.single_plain}, progress=False)
+    clean = certification.clean_rows(laptop, {"I": d.single_plain}, progress=False)
     assert len(clean) == 3 and clean.judge_draws.eq(1).all()  # deterministic: one vote each
-    cert = laptop.certify_rows({"G": laptop.certifiable(0.25)["G"]}, 0.25, 2, 8, 0.01, progress=False)
+    cert = certification.certify_rows(laptop, {"G": certification.certifiable(laptop, 0.25)["G"]}, 0.25, 2, 8, 0.01, progress=False)
     assert len(cert) == 3 and (cert.radius >= 0).all() and ((cert.prediction == -1) | (cert.radius > 0)).all()
 
 
@@ -126,7 +154,7 @@ def test_certified_sem_draws_from_the_given_generator(laptop):
     global RNG, so its certificates changed from run to run)."""
     from semlib.smoothing import mc_counts
 
-    sem = laptop.certifiable(0.25)["SEM"]
+    sem = certification.certifiable(laptop, 0.25)["SEM"]
     x = laptop.x[:2]
     a = mc_counts(sem, x, 16, generator=torch.Generator().manual_seed(5))
     torch.manual_seed(123)  # the global RNG must not matter
@@ -136,23 +164,32 @@ def test_certified_sem_draws_from_the_given_generator(laptop):
 
 def test_a_curve_is_keyed_by_the_checkpoints_it_uses(laptop):
     """Retraining a model recomputes only the curves that use it, with the same random numbers."""
-    i_key, a_key = laptop.curve_config(CurveSpec("I", "bim")), laptop.curve_config(CurveSpec("A", "bim"))
-    assert list(i_key["models"]) == [laptop.spec.submodel(laptop.cfg.single_arch, 0.0).name]
+    i_key, a_key = laptop.key_config(CurveSpec("I", "bim")), laptop.key_config(CurveSpec("A", "bim"))
+    assert list(i_key["models"]) == [laptop.spec.submodel(laptop.cfg.contrast_arch, 0.0).name]
     assert sorted(a_key["models"]) == sorted(laptop.collection("sem"))  # attacker A and the SEM: the collection
-    rse = laptop.curve_config(CurveSpec("RSE", "bim"))
+    rse = laptop.key_config(CurveSpec("RSE", "bim"))
     assert list(rse["models"]) == ["baselines/rse"]
-    seeds = laptop.draw_config(CurveSpec("A", "bim"))
+    seeds = laptop.seed_config(CurveSpec("A", "bim"))
     member = sorted(a_key["models"])[0]
-    saved = laptop._sha[member]
+    saved = laptop.loaded._fingerprint[member]
     try:
-        laptop._sha[member] = "retrained"
-        assert laptop.curve_config(CurveSpec("I", "bim")) == i_key  # unused: same key, cache reused
-        assert laptop.curve_config(CurveSpec("A", "bim")) != a_key  # used: a new key ...
-        assert laptop.draw_config(CurveSpec("A", "bim")) == seeds  # ... with the same draws
+        laptop.loaded._fingerprint[member] = "retrained"
+        assert laptop.key_config(CurveSpec("I", "bim")) == i_key  # unused: same key, cache reused
+        assert laptop.key_config(CurveSpec("A", "bim")) != a_key  # used: a new key ...
+        assert laptop.seed_config(CurveSpec("A", "bim")) == seeds  # ... with the same draws
     finally:
-        laptop._sha[member] = saved
+        laptop.loaded._fingerprint[member] = saved
     with pytest.raises(RuntimeError, match="no loaded checkpoint"):
         laptop.checkpoints(torch.nn.Linear(2, 2))
+
+
+def test_a_curve_key_names_the_checkpoints_its_models_use(laptop):
+    """Keys come from the spec alone (no weights loaded); they name exactly the checkpoints whose
+    weights the attacker's and the judge's models hold, for every scenario and variant."""
+    every = [CurveSpec(s, "nes" if SCENARIOS[s].query else "bim", variant=v) for s in SCENARIOS
+             for v in ("sem", "sem_k68", "sem_wrn")] + [CurveSpec(b, "bim") for b in ("RSE", "ADP", "SEM")]
+    for spec in every:
+        assert laptop.checkpoint_names(spec) == sorted(laptop.checkpoints(*laptop.models_for(spec))), spec
 
 
 def test_baselines_trained_after_the_study_was_made_are_keyed(laptop, data_dir, tmp_path):
@@ -165,4 +202,4 @@ def test_baselines_trained_after_the_study_was_made_are_keyed(laptop, data_dir, 
     (tmp_path / "baselines").mkdir()
     for p in (src / "baselines").glob("*.*"):
         (tmp_path / "baselines" / p.name).symlink_to(p)
-    assert s.curve_config(CurveSpec("RSE", "bim"))["models"] == laptop.curve_config(CurveSpec("RSE", "bim"))["models"]
+    assert s.key_config(CurveSpec("RSE", "bim"))["models"] == laptop.key_config(CurveSpec("RSE", "bim"))["models"]

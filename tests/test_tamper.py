@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pandas as pd
 import pytest
 
-from semlib import io
+from semlib import artifacts
 from semlib.cache import cache_key, cached, finished
 from semlib.zoo import SubModelSpec, load_submodel
 
@@ -16,7 +16,7 @@ SUB = SubModelSpec("resnet18", 0.25, width=0.0625, depth=0.5, stem_stride=2)
 
 @pytest.fixture
 def zoo_dir(tmp_path):
-    io.save_checkpoint(SUB.build(), tmp_path / f"{SUB.name}.safetensors",
+    artifacts.save_checkpoint(SUB.build(), tmp_path / f"{SUB.name}.safetensors",
                        {"name": SUB.name, "submodel": asdict(SUB), "sigma": SUB.sigma})
     return tmp_path
 
@@ -31,7 +31,7 @@ def _edit_card(zoo_dir, **changes):
 
 def _refused(zoo_dir, needle: str) -> None:
     """Loading the sub-model against its spec fails with one line holding ``needle``."""
-    with pytest.raises(io.CheckpointError) as e:
+    with pytest.raises(artifacts.CheckpointError) as e:
         load_submodel(zoo_dir, SUB.name, expected=SUB)
     assert needle in str(e.value) and "\n" not in str(e.value)
 
@@ -44,21 +44,21 @@ def test_a_card_matching_its_spec_loads(zoo_dir):
 @pytest.mark.parametrize("changes", [{"sigma": 0.5}, {"width": 0.125}, {"arch": "vgg11"},
                                      {"noise_space": "normalized"}])
 def test_an_edited_card_is_refused_against_its_spec(zoo_dir, changes):
-    before = io.card_fingerprint(io.read_card(zoo_dir / f"{SUB.name}.safetensors"))
+    before = artifacts.card_fingerprint(artifacts.read_card(zoo_dir / f"{SUB.name}.safetensors"))
     _edit_card(zoo_dir, **changes)
-    card = io.read_card(zoo_dir / f"{SUB.name}.safetensors")
-    assert io.card_fingerprint(card) != before  # a curve's key changes with the card
+    card = artifacts.read_card(zoo_dir / f"{SUB.name}.safetensors")
+    assert artifacts.card_fingerprint(card) != before  # a curve's key changes with the card
     _refused(zoo_dir, "zoo spec asks for")
 
 
 def test_fingerprint_ignores_what_does_not_shape_the_model(zoo_dir):
     path = zoo_dir / f"{SUB.name}.json"
     card = json.loads(path.read_text())
-    before = io.card_fingerprint(card)
+    before = artifacts.card_fingerprint(card)
     card["train_seconds"] = 123.0  # bookkeeping, not behaviour
-    assert io.card_fingerprint(card) == before
+    assert artifacts.card_fingerprint(card) == before
     card["sha256"] = "0" * 64
-    assert io.card_fingerprint(card) != before
+    assert artifacts.card_fingerprint(card) != before
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", '"card"', "{}", '{"sha256": 5}', "null"])
@@ -72,7 +72,7 @@ def test_a_card_without_its_submodel_is_one_clear_error(zoo_dir):
     card = json.loads(path.read_text())
     card["submodel"] = {"arch": "resnet18"}  # sigma missing
     path.write_text(json.dumps(card))
-    with pytest.raises(io.CheckpointError, match="no valid 'submodel' entry"):
+    with pytest.raises(artifacts.CheckpointError, match="no valid 'submodel' entry"):
         load_submodel(zoo_dir, SUB.name)
 
 
@@ -133,7 +133,7 @@ def test_an_edited_baseline_card_is_refused(tmp_path):
     card = json.loads(card_file.read_text())
     card["recipe"]["spec"]["rse"]["inner_sigma"] = 0.0
     card_file.write_text(json.dumps(card))
-    with pytest.raises(io.CheckpointError, match="records another recipe"):
+    with pytest.raises(artifacts.CheckpointError, match="records another recipe"):
         load_baseline("rse", spec, zoo_dir)
 
 
@@ -147,7 +147,7 @@ def test_the_study_refuses_a_laptop_card_whose_sigma_was_edited(tmp_path, data_d
     card["submodel"]["sigma"] = 0.75
     card_file.write_text(json.dumps(card))
     study = Study("laptop", StudyConfig(), zoo_dir=zoo_dir, data_dir=data_dir, cache_dir=tmp_path / "c")
-    with pytest.raises(io.CheckpointError, match="zoo spec asks for"):
+    with pytest.raises(artifacts.CheckpointError, match="zoo spec asks for"):
         study.submodel(name)
 
 
@@ -156,7 +156,7 @@ def test_checkpoints_follow_the_umask(tmp_path):
 
     old = os.umask(0o022)
     try:
-        io.save_checkpoint(SUB.build(), tmp_path / "m.safetensors", {"name": "m"})
+        artifacts.save_checkpoint(SUB.build(), tmp_path / "m.safetensors", {"name": "m"})
     finally:
         os.umask(old)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from semlib import io
+from semlib import artifacts
 from semlib.data import load_split
 from semlib.models import build_model
 from semlib.training import TrainConfig, augment, lr_at, train
@@ -47,9 +47,9 @@ def _tiny(arch="resnet18"):
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = _tiny()
-    card = io.save_checkpoint(model, tmp_path / "m.safetensors", {"name": "m"})
-    assert card["sha256"] == io.sha256_file(tmp_path / "m.safetensors")
-    again = io.load_weights(_tiny(), tmp_path / "m.safetensors")
+    card = artifacts.save_checkpoint(model, tmp_path / "m.safetensors", {"name": "m"})
+    assert card["sha256"] == artifacts.sha256_file(tmp_path / "m.safetensors")
+    again = artifacts.load_weights(_tiny(), tmp_path / "m.safetensors")
     x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), again(x), atol=2e-2)  # weights stored in fp16
@@ -58,25 +58,25 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_foreign_checkpoint_is_refused(tmp_path):
-    io.save_checkpoint(_tiny("resnet18"), tmp_path / "m.safetensors", {})
-    with pytest.raises(io.CheckpointError, match="does not fit"):
-        io.load_weights(_tiny("vgg11"), tmp_path / "m.safetensors")
+    artifacts.save_checkpoint(_tiny("resnet18"), tmp_path / "m.safetensors", {})
+    with pytest.raises(artifacts.CheckpointError, match="does not fit"):
+        artifacts.load_weights(_tiny("vgg11"), tmp_path / "m.safetensors")
 
 
 def test_corrupt_or_tampered_checkpoint_is_refused(tmp_path):
     path = tmp_path / "m.safetensors"
-    io.save_checkpoint(_tiny(), path, {})
+    artifacts.save_checkpoint(_tiny(), path, {})
     raw = bytearray(path.read_bytes())
     raw[-10] ^= 0xFF
     path.write_bytes(bytes(raw))
-    with pytest.raises(io.CheckpointError, match="sha256"):
-        io.load_weights(_tiny(), path)
+    with pytest.raises(artifacts.CheckpointError, match="sha256"):
+        artifacts.load_weights(_tiny(), path)
     path.write_bytes(b"not a safetensors file")
-    card = json.loads(io.card_path(path).read_text())
-    card["sha256"] = io.sha256_file(path)
-    io.card_path(path).write_text(json.dumps(card))
-    with pytest.raises(io.CheckpointError, match="corrupt"):
-        io.load_weights(_tiny(), path)
+    card = json.loads(artifacts.card_path(path).read_text())
+    card["sha256"] = artifacts.sha256_file(path)
+    artifacts.card_path(path).write_text(json.dumps(card))
+    with pytest.raises(artifacts.CheckpointError, match="corrupt"):
+        artifacts.load_weights(_tiny(), path)
 
 
 def test_pickle_checkpoints_are_never_loaded(tmp_path):
@@ -88,13 +88,13 @@ def test_pickle_checkpoints_are_never_loaded(tmp_path):
 
     bad = tmp_path / "evil.pt"
     bad.write_bytes(pickle.dumps(Evil()))
-    with pytest.raises(io.CheckpointError, match="only safetensors"):
-        io.load_weights(_tiny(), bad)
+    with pytest.raises(artifacts.CheckpointError, match="only safetensors"):
+        artifacts.load_weights(_tiny(), bad)
     renamed = tmp_path / "evil.safetensors"
     renamed.write_bytes(bad.read_bytes())
-    io.card_path(renamed).write_text(json.dumps({"sha256": io.sha256_file(renamed)}))
-    with pytest.raises(io.CheckpointError):
-        io.load_weights(_tiny(), renamed)
+    artifacts.card_path(renamed).write_text(json.dumps({"sha256": artifacts.sha256_file(renamed)}))
+    with pytest.raises(artifacts.CheckpointError):
+        artifacts.load_weights(_tiny(), renamed)
     assert not marker.exists()
 
 
@@ -144,7 +144,7 @@ def test_zoo_spec_errors():
 
 
 def test_missing_submodel_message(tmp_path):
-    with pytest.raises(io.CheckpointError, match="make zoo"):
+    with pytest.raises(artifacts.CheckpointError, match="make zoo"):
         load_submodel(tmp_path, "vgg11_s0")
 
 

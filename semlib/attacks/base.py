@@ -9,7 +9,7 @@ from enum import Enum
 
 import torch
 
-from ..smoothing import check_images, check_labels
+from ..inputs import check_images, check_labels
 
 
 class Norm(str, Enum):
