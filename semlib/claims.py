@@ -1,26 +1,23 @@
-"""The claims ledger: each of the paper's claims as a paired comparison of two curves (or two
-accuracies) on the same images, with a verdict from a cluster-bootstrap confidence interval.
+"""The claims ledger: each of the paper's claims as paired comparisons of two defenses on the
+same images, judged by an analysis plan fixed before the run (``params/claims.yaml``: the
+claims, their panels, the equivalence bound, the accuracy margin and the error rate).
 
-**Score.** For a curve and an image with minimal successful distortion ``d`` (NaN: never
-successful), the image's *success area* on ``[0, eps_hi]`` is ``1 - min(d, eps_hi) / eps_hi``
-(1 if the clean image already fails, 0 if the attack never succeeds within ``eps_hi``). Its
-mean over images is the area under the ASR curve on ``[0, eps_hi]`` divided by ``eps_hi``: the
-average ASR over that eps range. For accuracy claims the score is the clean Monte-Carlo error.
+**Robustness claims** compare per-image minimal distortions (:mod:`semlib.paired`): the
+geometric-mean distortion ratio with a paired bootstrap interval, Wilcoxon signed-rank
+p-values, censoring bounded by the pixel range; no eps range enters.
 
-**Difference.** ``delta = mean score(X) - mean score(Y)`` over the panels named (attack x
-goal) and the images, with a 95% percentile interval from a bootstrap that resamples images
-(all panels of an image together, since they share it).
+**Accuracy claims** compare clean Monte-Carlo errors image by image: ``X <= Y`` is the
+non-inferiority claim that X's error exceeds Y's by less than the margin; the difference of
+mean errors has a bootstrap interval over images, and one-sided bootstrap p-values (the share
+of resamples on the wrong side of the margin).
 
-**Verdicts** (``margin``: the smallest difference that matters):
+**Multiplicity.** Every p-value behind any verdict of the ledger goes into one Holm
+adjustment, so the chance of any false verdict across the ledger stays at ``alpha``.
 
-* ``X > Y`` (X more vulnerable than Y): *supported* if the interval lies above 0; *not
-  supported* if it lies below ``margin`` (a difference that matters is ruled out); otherwise
-  *inconclusive*.
-* ``X <= Y`` (X does not exceed Y by a difference that matters): *supported* if the interval
-  lies below ``margin``; *not supported* if it lies above 0; otherwise *inconclusive*.
-
-A claim made of several comparisons is supported if all are, not supported if any is not,
-and inconclusive otherwise.
+A claim made of several comparisons is *supported* (*equivalent*) if all of them are,
+*contradicted* if any is, *not evaluable* if any is and none contradicts, else *inconclusive*.
+Curves are selected by what they compute (:class:`Curve`: scenario and SEM variant), never by
+their display label.
 """
 from __future__ import annotations
 
@@ -28,19 +25,19 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from . import paired
+from .paired import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_EVALUABLE, SUPPORTED
+from .settings import is_finite
 from .smoothing import clopper_pearson
+from .yamlsafe import load_yaml
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
-
-
-def success_area(distortion: pd.Series | np.ndarray, eps_hi: float) -> np.ndarray:
-    d = np.nan_to_num(np.asarray(distortion, dtype=float), nan=np.inf)
-    return 1.0 - np.minimum(d, eps_hi) / eps_hi
+SCORES = ("distortion", "error")
 
 
 @dataclass(frozen=True)
@@ -53,16 +50,24 @@ class Curve:
     scenario: str
     variant: str | None = "sem"
 
+    @classmethod
+    def parse(cls, text: str) -> "Curve":
+        """``"A"``, ``"A/sem_k68"`` or ``"submodel/*"`` (every variant)."""
+        if not isinstance(text, str) or not text or text.count("/") > 1:
+            raise ValueError(f"a curve is 'SCENARIO' or 'SCENARIO/VARIANT' (VARIANT * for all), got {text!r}")
+        scenario, _, variant = text.partition("/")
+        return cls(scenario, None if variant == "*" else variant or "sem")
+
     def select(self, rows: pd.DataFrame) -> pd.DataFrame:
         keep = rows.scenario == self.scenario
         return rows[keep if self.variant is None else keep & (rows.variant == self.variant)]
 
     def __str__(self) -> str:
-        return self.scenario if self.variant in ("sem", None) else f"{self.scenario}[{self.variant}]"
+        return self.scenario if self.variant == "sem" else f"{self.scenario}/{self.variant or '*'}"
 
 
 def as_curve(c: Curve | str) -> Curve:
-    return c if isinstance(c, Curve) else Curve(c)
+    return c if isinstance(c, Curve) else Curve.parse(c)
 
 
 def read_rows(path: str | os.PathLike) -> pd.DataFrame:
@@ -77,157 +82,202 @@ def read_rows(path: str | os.PathLike) -> pd.DataFrame:
     return rows
 
 
-def _scores(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], eps_hi: float, score: str
-            ) -> tuple[pd.Series, list[str]]:
-    """Per (attack, goal, example) score of ``curve`` (the mean over its variants if it takes
-    several) and the labels of the curves it averages."""
-    keep = curve.select(rows)
-    keep = keep[keep[["attack", "goal"]].apply(tuple, axis=1).isin(panels)]
-    if keep.empty:
-        raise ValueError(f"no rows for curve {str(curve)!r} on panels {panels}; run the notebook that computes it")
-    if score == "asr":
-        values = success_area(keep.distortion, eps_hi)
-    elif score == "error":
-        values = 1.0 - keep.clean_correct.astype(float).to_numpy()
-    else:
-        raise ValueError(f"unknown score {score!r}")
-    per = pd.Series(values, index=pd.MultiIndex.from_frame(keep[["attack", "goal", "example"]]))
-    return per.groupby(level=[0, 1, 2]).mean(), sorted(keep.label.unique())
-
-
-def paired_difference(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels: list[tuple[str, str]], *,
-                      eps_hi: float, score: str = "asr", n_boot: int = 2000, seed: int = 0) -> dict:
-    """``mean score(x) - mean score(y)`` with a 95% cluster-bootstrap interval over images.
-    A curve that takes several variants (``Curve(scenario, None)``) is their per-image mean."""
-    (sx, x_labels), (sy, ys) = (_scores(rows, as_curve(c), panels, eps_hi, score) for c in (x, y))
-    x_name = ",".join(x_labels)
-    y_name = ys[0] if len(ys) == 1 else f"{os.path.commonprefix(ys).strip() or as_curve(y).scenario} (mean of {len(ys)})"
-    both = pd.concat([sx.rename("x"), sy.rename("y")], axis=1, join="inner")
-    if both.empty:
-        raise ValueError(f"curves {x_name!r} and {ys} share no images on {panels}")
-    per_image = (both.x - both.y).groupby(level="example").sum()  # a cluster: every panel of an image
-    counts = (both.x - both.y).groupby(level="example").size()
-    diff = float(per_image.sum() / counts.sum())
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_image), size=(n_boot, len(per_image)))
-    boot = per_image.to_numpy()[idx].sum(1) / counts.to_numpy()[idx].sum(1)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return {"x": x_name, "y": y_name, "y_curves": ",".join(ys), "diff": diff, "lo": float(lo), "hi": float(hi),
-            "x_mean": float(both.x.mean()), "y_mean": float(both.y.mean()), "images": int(len(per_image)),
-            "panels": len(set(p for p in both.index.droplevel(2)))}
-
-
-def verdict(lo: float, hi: float, relation: str, margin: float) -> str:
-    if relation == ">":
-        return SUPPORTED if lo > 0 else NOT_SUPPORTED if hi < margin else INCONCLUSIVE
-    if relation == "<=":
-        return SUPPORTED if hi < margin else NOT_SUPPORTED if lo > 0 else INCONCLUSIVE
-    raise ValueError(f"relation must be '>' or '<=', got {relation!r}")
-
-
-def combine(verdicts: list[str]) -> str:
-    if all(v == SUPPORTED for v in verdicts):
-        return SUPPORTED
-    return NOT_SUPPORTED if NOT_SUPPORTED in verdicts else INCONCLUSIVE
-
-
 @dataclass
 class Claim:
-    """A claim: comparisons ``(x, relation, y)`` of curves (:class:`Curve`; a string is a
-    scenario of variant ``sem``) on ``panels`` from ``source`` (a notebook's per-image rows),
-    over eps in [0, ``eps_hi``] (``None``: the study's eps_max)."""
+    """A claim: comparisons ``(x, relation, y)`` of two curves on ``panels`` (attack, goal) of
+    the per-image rows of notebook ``source``. ``score``: ``distortion`` (``x > y``: x is the more
+    vulnerable; ``x <= y``: x is no more vulnerable, up to the plan's bound) or ``error`` (clean
+    Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin)."""
 
     key: str
     text: str
     figure: str
     source: str
-    comparisons: list[tuple[Curve | str, str, Curve | str]]
+    comparisons: list[tuple[Curve, str, Curve]]
     panels: list[tuple[str, str]]
-    score: str = "asr"
-    eps_hi: float | None = None
+    score: str = "distortion"
     notes: str = ""
-    results: list[dict] = field(default_factory=list)
 
-    def judge(self, rows: pd.DataFrame, eps_max: float, margin: float, seed: int = 0, n_boot: int = 2000) -> dict:
-        eps_hi = self.eps_hi or eps_max
-        self.results = []
-        for x, rel, y in self.comparisons:
-            r = paired_difference(rows, x, y, self.panels, eps_hi=eps_hi, score=self.score, seed=seed, n_boot=n_boot)
-            r.update(relation=rel, verdict=verdict(r["lo"], r["hi"], rel, margin))
-            self.results.append(r)
-        return {"claim": self.key, "text": self.text, "figure": self.figure, "source": self.source,
-                "verdict": combine([r["verdict"] for r in self.results]), "eps_hi": eps_hi, "margin": margin,
-                "comparisons": "; ".join(f"{r['x']} {r['relation']} {r['y']}: {r['diff']:+.3f} "
-                                         f"[{r['lo']:+.3f}, {r['hi']:+.3f}] -> {r['verdict']}" for r in self.results),
-                "images": min(r["images"] for r in self.results), "notes": self.notes}
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"claim {self.key}: score must be one of {SCORES}, got {self.score!r}")
+        self.comparisons = [(as_curve(x), rel, as_curve(y)) for x, rel, y in self.comparisons]
+        for _, rel, _ in self.comparisons:
+            if rel not in paired.RELATIONS or (self.score == "error" and rel != "<="):
+                raise ValueError(f"claim {self.key}: relation must be one of {paired.RELATIONS} ('<=' for an "
+                                 f"accuracy claim), got {rel!r}")
+        self.panels = [tuple(p) for p in self.panels]
+        if not self.panels or any(len(p) != 2 for p in self.panels):
+            raise ValueError(f"claim {self.key}: panels must be a non-empty list of [attack, goal], got {self.panels}")
 
 
-def paper_claims(eps_small: float) -> list[Claim]:
-    """The ledger's claims, each tied to the notebook whose curves decide it."""
-    wb = [(a, g) for g in ("untargeted", "targeted") for a in ("bim", "mim", "pgd")]
-    wb_u = [(a, "untargeted") for a in ("bim", "mim", "pgd")]
-    q = [(a, g) for g in ("untargeted", "targeted") for a in ("nes", "spsa")]
-    return [
-        Claim("H_vs_I", "the plain ensemble (H) is more vulnerable than a single model (I) under white-box attacks",
-              "fig4_5", "03_whitebox_transfer", [("H", ">", "I")], wb),
-        Claim("F_vs_G", "the ensemble-smoothed model (F) is more robust than a single smoothed model (G)",
-              "fig4_5", "03_whitebox_transfer", [("G", ">", "F")], wb),
-        Claim("B_weakest", "attacker B is the weakest of A-D",
-              "fig4_5", "03_whitebox_transfer", [("A", ">", "B"), ("C", ">", "B"), ("D", ">", "B")], wb),
-        Claim("A_vs_F_small_eps", "under the strongest attacker (A) the SEM does not exceed the ensemble-smoothed "
-              "model's ASR at small eps, untargeted", "fig4_5", "03_whitebox_transfer", [("A", "<=", "F")], wb_u,
-              eps_hi=eps_small),
-        Claim("K68_vs_K14", "a SEM with K 6..8 is more vulnerable than one with K 1..4 (attacker A)",
-              "fig7_8", "05_ensemble_strategy", [(Curve("A", "sem_k68"), ">", "A")], wb),
-        Claim("WRN_vs_hetero", "the single-architecture SEM (WRN, 7 sigmas) is more vulnerable than the "
-              "heterogeneous SEM (attacker A)", "fig7_8", "05_ensemble_strategy", [(Curve("A", "sem_wrn"), ">", "A")], wb),
-        Claim("clean_accuracy", "the SEM's clean Monte-Carlo accuracy is at least that of single smoothed models",
-              "certify", "06_certify_sem", [("SEM", "<=", Curve("submodel", None))], [("clean", "untargeted")], score="error"),
-        Claim("query_E_vs_J", "under NES / SPSA the SEM (E) is no more robust than the ensemble-smoothed model (J)",
-              "fig6", "04_query_blackbox", [("J", "<=", "E")], q),
-        Claim("adaptive", "the SEM's advantage survives an adaptive attacker (APGD with EOT over draws and noise): "
-              "its ASR stays below F's and G's", "adaptive", "06b_adaptive",
-              [("F", ">", "SEM"), ("G", ">", "SEM")], [("apgd", "untargeted")]),
-    ]
+@dataclass
+class Plan:
+    """The analysis plan (``params/claims.yaml``), fixed before a run."""
+
+    claims: list[Claim]
+    alpha: float = 0.05  # family-wise error rate of the whole ledger (Holm)
+    bound: float = 1.25  # distortion ratios in [1/bound, bound] are equivalent
+    accuracy_margin: float = 0.05  # accuracy differences below it do not matter
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "Plan":
+        raw = load_yaml(Path(path))
+        if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
+            raise ValueError(f"{path}: the analysis plan is a mapping with a 'claims' list")
+        unknown = set(raw) - {"claims", "alpha", "bound", "accuracy_margin", "notes"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        try:
+            claims = [Claim(**c) for c in raw["claims"]]
+        except TypeError as e:
+            raise ValueError(f"{path}: a claim has a missing or unknown field ({e})") from None
+        plan = cls(claims, **{k: v for k, v in raw.items() if k != "claims"})
+        if not (is_finite(plan.alpha) and 0 < plan.alpha < 1 and is_finite(plan.bound) and plan.bound > 1
+                and is_finite(plan.accuracy_margin) and 0 <= plan.accuracy_margin < 1):
+            raise ValueError(f"{path}: need 0 < alpha < 1, bound > 1 and 0 <= accuracy_margin < 1, got "
+                             f"{plan.alpha!r}, {plan.bound!r}, {plan.accuracy_margin!r}")
+        if len({c.key for c in claims}) != len(claims):
+            raise ValueError(f"{path}: claim keys must be unique")
+        return plan
 
 
-def ledger(outputs: str | os.PathLike, preset: str, claim_list: list[Claim], *, eps_max: float, margin: float,
+def _panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], value: str) -> tuple[pd.DataFrame, list[str]]:
+    """``value`` per image (index) and panel (columns) of ``curve``, averaged over its variants
+    if it takes several; and the labels of the curves it averages."""
+    keep = curve.select(rows)
+    keep = keep[keep[["attack", "goal"]].apply(tuple, axis=1).isin(panels)]
+    if keep.empty:
+        raise ValueError(f"no rows for curve {str(curve)!r} on panels {panels}; run the notebook that computes it")
+    table = keep.pivot_table(index="example", columns=["attack", "goal"], values=value, aggfunc="mean", dropna=False)
+    return table, sorted(keep.label.unique())
+
+
+def _name(labels: list[str], curve: Curve) -> str:
+    return labels[0] if len(labels) == 1 else f"{os.path.commonprefix(labels).strip() or curve.scenario} " \
+                                              f"(mean of {len(labels)})"
+
+
+def distortion_pairs(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels: list[tuple[str, str]], *,
+                     ceiling: float, norm: str = "linf") -> tuple[paired.Pairs, str, str]:
+    """The paired distortions of ``x`` and ``y`` on the images and panels both have."""
+    x, y = as_curve(x), as_curve(y)
+    if (x.variant is None) or (y.variant is None):
+        raise ValueError("a distortion comparison takes one curve on each side (a variant, not '*')")
+    (tx, lx), (ty, ly) = (_panel_table(rows, c, panels, "distortion") for c in (x, y))
+    cols = [c for c in tx.columns if c in ty.columns]
+    both = tx.index.intersection(ty.index)
+    if not cols or both.empty:
+        raise ValueError(f"curves {x} and {y} share no images on {panels}")
+    pairs = paired.Pairs.from_distortions(tx.loc[both, cols].to_numpy(), ty.loc[both, cols].to_numpy(),
+                                          ceiling=ceiling, norm_=norm)
+    return pairs, _name(lx, x), _name(ly, y)
+
+
+def accuracy_comparison(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels: list[tuple[str, str]], *,
+                        margin: float, n_boot: int = 2000, seed: int = 0) -> dict:
+    """``mean error(x) - mean error(y)`` over the images both have, with a bootstrap interval
+    and the one-sided bootstrap p-values of ``diff < margin`` (supported) and ``diff > margin``
+    (contradicted); ``y`` may average several curves per image."""
+    x, y = as_curve(x), as_curve(y)
+    (tx, lx), (ty, ly) = (_panel_table(rows, c, panels, "clean_correct") for c in (x, y))
+    both = tx.index.intersection(ty.index)
+    if both.empty:
+        raise ValueError(f"curves {x} and {y} share no images on {panels}")
+    diff_i = ty.loc[both].astype(float).mean(axis=1) - tx.loc[both].astype(float).mean(axis=1)  # error x - error y
+    d = diff_i.to_numpy()
+    boot = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    p = {SUPPORTED: float((np.sum(boot >= margin) + 1) / (n_boot + 1)),
+         CONTRADICTED: float((np.sum(boot <= margin) + 1) / (n_boot + 1))}
+    return {"x": _name(lx, x), "y": _name(ly, y), "n": len(d), "estimate": float(d.mean()), "lo": float(lo),
+            "hi": float(hi), "p": p, "family": paired.family(p), "informative": int(np.count_nonzero(d)),
+            "censoring_decides": False,
+            "detectable": np.nan, "n_needed": np.nan, "censored_x": 0, "censored_y": 0}
+
+
+def combine(verdicts: list[str]) -> str:
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
+    for v in (SUPPORTED, EQUIVALENT):
+        if all(u == v for u in verdicts):
+            return v
+    return NOT_EVALUABLE if NOT_EVALUABLE in verdicts else INCONCLUSIVE
+
+
+def _describe(r: dict, score: str) -> str:
+    what = f"{r['y']}/{r['x']} distortion ratio {r['estimate']:.2f}" if score == "distortion" else \
+        f"error {r['x']} - {r['y']} {r['estimate']:+.3f}"
+    lo, hi = (f"{r['lo']:.2f}", f"{r['hi']:.2f}") if score == "distortion" else (f"{r['lo']:+.3f}", f"{r['hi']:+.3f}")
+    return f"{r['x']} {r['relation']} {r['y']}: {what} [{lo}, {hi}], n {r['n']} -> {r['verdict']}"
+
+
+def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: float, norm: str = "linf",
            n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Judge every claim from ``<outputs>/<source>/<preset>/tab_distortions.csv``.
+    """Judge every claim of ``plan`` from ``<outputs>/<source>/<preset>/tab_distortions.csv``;
+    ``ceiling``: the eps search's largest budget (censoring), ``norm`` its norm.
 
     Returns (one row per claim, one row per comparison). A claim whose source notebook has not
     run is reported as ``not computed``, never silently dropped."""
     outputs = Path(outputs)
     rows_by_source: dict[str, pd.DataFrame | None] = {}
-    ledger_rows, details = [], []
-    for c in claim_list:
+    results: list[tuple[Claim, dict]] = []
+    m_tests = sum(2 if c.score == "distortion" and rel == ">" else 1 for c in plan.claims for _, rel, _ in c.comparisons)
+    for c in plan.claims:
         if c.source not in rows_by_source:
             path = outputs / c.source / preset / "tab_distortions.csv"
             rows_by_source[c.source] = read_rows(path) if path.is_file() else None
         rows = rows_by_source[c.source]
-        if rows is None:
+        for x, rel, y in c.comparisons if rows is not None else []:
+            if c.score == "error":
+                r = accuracy_comparison(rows, x, y, c.panels, margin=plan.accuracy_margin, n_boot=n_boot, seed=seed)
+            else:
+                pairs, x_name, y_name = distortion_pairs(rows, x, y, c.panels, ceiling=ceiling, norm=norm)
+                r = paired.compare(pairs, rel, plan.bound, n_boot=n_boot, seed=seed, m_tests=m_tests, alpha=plan.alpha)
+                r.update(x=x_name, y=y_name, estimate=r.pop("ratio"))
+            results.append((c, {**r, "relation": rel}))
+    flat = [(i, h, p) for i, (_, r) in enumerate(results) for h, p in r["family"].items()]
+    adjusted = paired.holm([p for _, _, p in flat])
+    for (i, h, _), p_adj in zip(flat, adjusted):
+        results[i][1].setdefault("p_holm", {})[h] = p_adj
+    details = []
+    for c, r in results:
+        r["verdict"] = paired.decide(r, r.get("p_holm", {}), plan.alpha)
+        details.append({"claim": c.key, "score": c.score,
+                        **{k: v for k, v in r.items() if k not in ("p", "family", "p_holm")},
+                        **{f"p_{h}": v for h, v in r["family"].items()},
+                        **{f"p_holm_{h}": v for h, v in r["p_holm"].items()}})
+    ledger_rows = []
+    for c in plan.claims:
+        mine = [r for claim, r in results if claim is c]
+        if rows_by_source[c.source] is None:
             ledger_rows.append({"claim": c.key, "text": c.text, "figure": c.figure, "source": c.source,
                                 "verdict": "not computed", "comparisons": "", "images": 0,
                                 "notes": f"run notebooks/{c.source}.ipynb on {preset} first"})
             continue
-        ledger_rows.append(c.judge(rows, eps_max, margin, seed, n_boot))
-        for r in c.results:
-            details.append({"claim": c.key, **r})
+        ledger_rows.append({"claim": c.key, "text": c.text, "figure": c.figure, "source": c.source,
+                            "verdict": combine([r["verdict"] for r in mine]),
+                            "comparisons": "; ".join(_describe(r, c.score) for r in mine),
+                            "images": min(r["n"] for r in mine),
+                            "detectable": max(r["detectable"] for r in mine), "notes": c.notes})
     return pd.DataFrame(ledger_rows), pd.DataFrame(details)
 
 
 def markdown(ledger_df: pd.DataFrame) -> str:
     """The ledger as a Markdown table (for the README and closing notes)."""
-    lines = ["| claim | verdict | evidence (difference in mean ASR [95% CI]) | images |", "|---|---|---|---|"]
+    lines = ["| claim | verdict | evidence (estimate [95% CI], n) | smallest ratio detectable |", "|---|---|---|---|"]
     for r in ledger_df.itertuples():
-        lines.append(f"| {r.text} | **{r.verdict}** | {r.comparisons} | {r.images} |")
+        det = getattr(r, "detectable", float("nan"))
+        lines.append(f"| {r.text} | **{r.verdict}** | {r.comparisons} | {det:.2f} |" if det == det else
+                     f"| {r.text} | **{r.verdict}** | {r.comparisons} | – |")
     return "\n".join(lines)
 
 
 def noise_space_finding(recipes_json: str | os.PathLike, paper_aca: float = 0.8015, arch: str = "resnet18") -> dict:
     """The paper's open question — are its sigmas in pixel units? — from the recipe benchmark
     (``benchmarks/results/zoo_recipes.json``: ACA at sigma 1.5 with pixel-space and with
-    normalized-space noise, same model and fine-tuning). *Not supported* when the pixel-space
+    normalized-space noise, same model and fine-tuning). *Contradicted* when the pixel-space
     ACA's 95% interval lies below the normalized-space one and below the paper's Table-1 value
     (``paper_aca``, ResNet18 at sigma 1.5): only noise after normalization comes near the paper."""
     row = next(r for r in json.loads(Path(recipes_json).read_text())["noise_space"] if r["arch"] == arch)
@@ -235,10 +285,10 @@ def noise_space_finding(recipes_json: str | os.PathLike, paper_aca: float = 0.80
     (p_lo, p_hi), (n_lo, n_hi) = [[float(v) for v in clopper_pearson(torch.tensor([round(row[k] * n)]), n)]
                                   for k in ("pixel_aca", "normalized_aca")]
     separated = p_hi < n_lo and p_hi < paper_aca
-    verdict_ = NOT_SUPPORTED if separated else INCONCLUSIVE
+    verdict_ = CONTRADICTED if separated else INCONCLUSIVE
     return {"claim": "noise_space", "figure": "table1", "source": "benchmarks/bench_zoo_recipes.py",
             "text": "the paper's sigmas are in pixel units (Table 1's ~80% ACA at sigma 1.5 is reachable with pixel-space noise)",
-            "verdict": verdict_, "images": n, "eps_hi": None, "margin": None,
+            "verdict": verdict_, "images": n,
             "comparisons": (f"{arch} ACA at sigma 1.5: pixel {row['pixel_aca']:.2f} [{p_lo:.2f}, {p_hi:.2f}], "
                             f"normalized {row['normalized_aca']:.2f} [{n_lo:.2f}, {n_hi:.2f}], paper {paper_aca:.2f}"),
             "notes": "laptop-scale models fine-tuned 1 epoch; the paper's full-size models are stronger, so only the "

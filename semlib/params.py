@@ -95,9 +95,6 @@ RULES: dict[str, tuple] = {
     "GOALS": (lambda v: isinstance(v, list) and len(v) > 0 and all(g in ("untargeted", "targeted") for g in v),
               "a non-empty list of goals among untargeted, targeted"),
     "EPS_ZOOM": _positive,
-    "EPS_SMALL": _positive,
-    "EPS_MAX": _positive,
-    "MARGIN": (lambda v: is_finite(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "CERT": (lambda v: _cert(v), "a mapping with sigma (finite, > 0), n0, n (integers >= 1) and alpha in (0, 1)"),
     "N_BOOT": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 100, "an integer >= 100"),
     "EXECUTOR": (lambda v: _executor(v), "a mapping of semlib.runner.Executor settings, e.g. {kind: ray}"),
@@ -108,9 +105,6 @@ RULES: dict[str, tuple] = {
 
 # pairs of parameters that contradict each other: (check, message) on the merged parameters
 CROSS: list[tuple] = [
-    (lambda p: not ("EPS_SMALL" in p and "EPS_MAX" in p) or p["EPS_SMALL"] <= p["EPS_MAX"],
-     lambda p: f"EPS_SMALL = {p['EPS_SMALL']!r} is above EPS_MAX = {p['EPS_MAX']!r}; small-eps claims must use a "
-               f"range inside the whole curve's: lower EPS_SMALL or raise EPS_MAX"),
     (lambda p: "EPS_ZOOM" not in p or p["EPS_ZOOM"] <= _study_eps_max(p),
      lambda p: f"EPS_ZOOM = {p['EPS_ZOOM']!r} is above STUDY eps_max = {_study_eps_max(p)!r}; the zoomed row must lie "
                f"inside the plotted range: lower EPS_ZOOM or raise STUDY eps_max"),
@@ -123,7 +117,7 @@ def _study_eps_max(p: dict[str, Any]) -> float:
 
 def check_values(params: dict[str, Any], source: str = "parameters") -> None:
     """One clear error for the first parameter whose value is not allowed, then for the first
-    pair that contradicts itself (e.g. ``EPS_SMALL`` above ``EPS_MAX``).
+    pair that contradicts itself (e.g. ``EPS_ZOOM`` above STUDY ``eps_max``).
 
     Parameters
     ----------

@@ -162,24 +162,36 @@ def certified_curves(df: pd.DataFrame, title: str | None = None):
     return fig
 
 
-VERDICT_COLORS = {"supported": "#2a9d8f", "not supported": "#e76f51", "inconclusive": "#8d99ae"}
+VERDICT_COLORS = {"supported": "#2a9d8f", "contradicted": "#e76f51", "equivalent": "#457b9d",
+                  "inconclusive": "#8d99ae", "not evaluable": "#d4a373"}
 
 
-def ledger(details: pd.DataFrame, title: str = "claims ledger: difference in mean ASR (95% bootstrap CI)"):
+def ledger(details: pd.DataFrame, bound: float = 1.25, title: str = "claims ledger (95% bootstrap CI)"):
     """Forest plot of the ledger's comparisons, coloured by verdict (``details``: one row per
-    comparison with claim, x, relation, y, diff, lo, hi, verdict)."""
+    comparison with claim, score, x, relation, y, estimate, lo, hi, verdict): distortion
+    ratios on a log axis with the equivalence bounds, accuracy differences beside them."""
     _style()
-    d = details.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(d) + 1.2))
-    for i, r in d.iterrows():
-        c = VERDICT_COLORS.get(r.verdict, "k")
-        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - r.lo], [r.hi - r["diff"]]], fmt="o", color=c, capsize=3)
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(d)), [f"{r.claim}: {r.x} {r.relation} {r.y}" for r in d.itertuples()], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("score(x) - score(y)")
+    parts = [(k, details[details.score == k].reset_index(drop=True)) for k in ("distortion", "error")]
+    parts = [(k, d) for k, d in parts if len(d)]
+    fig, axes = plt.subplots(len(parts), 1, figsize=(7.5, 0.42 * len(details) + 1.2 * len(parts)), squeeze=False,
+                             gridspec_kw={"height_ratios": [max(len(d), 1) for _, d in parts]})
+    for ax, (kind, d) in zip(axes[:, 0], parts):
+        for i, r in d.iterrows():
+            ax.errorbar(r.estimate, i, xerr=[[r.estimate - r.lo], [r.hi - r.estimate]], fmt="o", capsize=3,
+                        color=VERDICT_COLORS.get(r.verdict, "k"))
+        if kind == "distortion":
+            ax.set_xscale("log")
+            ax.axvline(1, color="k", lw=0.8)
+            for b in (1 / bound, bound):
+                ax.axvline(b, color="k", lw=0.6, ls=":")
+            ax.set_xlabel("distortion ratio d(y) / d(x)  (> 1: x is the more vulnerable)")
+        else:
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set_xlabel("clean MC error(x) - error(y)")
+        ax.set_yticks(range(len(d)), [f"{r.claim}: {r.x} {r.relation} {r.y}" for r in d.itertuples()], fontsize=8)
+        ax.invert_yaxis()
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()]
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
-    ax.set_title(title, fontsize=10)
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="best")
+    axes[0, 0].set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

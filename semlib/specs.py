@@ -93,6 +93,12 @@ class StudyConfig:
             need(isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(v, int) for v in k)
                  and 1 <= k[0] <= k[1], f"{name} must be [K_min, K_max] with 1 <= K_min <= K_max, got {k!r}")
 
+    @property
+    def ceiling(self) -> float:
+        """The largest budget the eps search tries (``eps0 * 2 ** (search_steps - 1)``): an image
+        not broken by then is reported as NaN, right-censored there."""
+        return self.eps0 * 2 ** (self.search_steps - 1)
+
     def attack(self, name: str, deterministic: bool = False) -> Attack:
         """The attack ``name`` with this study's budget (one EOT sample on a ``deterministic`` model)."""
         if name in QUERY_ATTACKS:

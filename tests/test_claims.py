@@ -1,72 +1,126 @@
-"""The claims ledger's statistics on synthetic curves with known answers."""
+"""The claims ledger on synthetic per-image tables with known answers: the analysis plan, curve
+selection by (scenario, variant), Holm over the ledger, accuracy claims, legacy tables.
+The paired statistic itself: tests/test_paired.py."""
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from semlib import claims
-from semlib.claims import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Curve, paired_difference, success_area,
-                           verdict)
+from semlib.claims import Claim, Curve, Plan, accuracy_comparison, distortion_pairs
+from semlib.paired import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_EVALUABLE, SUPPORTED
+from semlib.outputs import project_root
+
+CEIL = 0.125
+WB = [(a, g) for g in ("untargeted", "targeted") for a in ("bim", "mim", "pgd")]
 
 
-def rows_of(label, distortions, attack="bim", goal="untargeted", scenario=None, variant="sem"):
+def rows_of(label, distortions, attack="bim", goal="untargeted", scenario=None, variant="sem", correct=True):
     d = np.asarray(distortions, dtype=float)
     return pd.DataFrame({"label": label, "scenario": scenario or label, "variant": variant, "attack": attack,
-                         "goal": goal, "example": np.arange(len(d)), "distortion": d, "clean_correct": True})
+                         "goal": goal, "example": np.arange(len(d)), "distortion": d, "clean_correct": correct})
 
 
-def test_success_area_by_hand():
-    area = success_area([0.0, 0.05, 0.1, 0.3, np.nan], eps_hi=0.1)
-    assert area.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.0])
+def _write(tmp_path, notebook, rows):
+    (tmp_path / notebook / "smoke").mkdir(parents=True, exist_ok=True)
+    rows.to_csv(tmp_path / notebook / "smoke" / "tab_distortions.csv", index=False)
 
 
-@pytest.mark.parametrize("lo, hi, rel, expected", [
-    (0.01, 0.2, ">", SUPPORTED), (-0.02, 0.03, ">", NOT_SUPPORTED), (-0.1, 0.2, ">", INCONCLUSIVE),
-    (-0.3, -0.1, ">", NOT_SUPPORTED),
-    (-0.1, 0.04, "<=", SUPPORTED), (0.01, 0.2, "<=", NOT_SUPPORTED), (-0.1, 0.2, "<=", INCONCLUSIVE),
+def test_curve_names():
+    assert Curve.parse("A") == Curve("A", "sem") and Curve.parse("A/sem_k68") == Curve("A", "sem_k68")
+    assert Curve.parse("submodel/*") == Curve("submodel", None) and str(Curve("A", "sem_wrn")) == "A/sem_wrn"
+    with pytest.raises(ValueError, match="a curve is 'SCENARIO' or 'SCENARIO/VARIANT'"):
+        Curve.parse("A/b/c")
+
+
+def test_the_plan_holds_every_paper_claim_in_order():
+    plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
+    assert [c.key for c in plan.claims] == ["H_vs_I", "F_vs_G", "B_weakest", "A_vs_F", "K68_vs_K14", "WRN_vs_hetero",
+                                            "clean_accuracy", "query_E_vs_J", "adaptive"]
+    assert plan.alpha == 0.05 and plan.bound == 1.25 and plan.accuracy_margin == 0.05
+    k68 = next(c for c in plan.claims if c.key == "K68_vs_K14")
+    assert k68.comparisons == [(Curve("A", "sem_k68"), ">", Curve("A"))] and len(k68.panels) == 6
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("claims: []\nbound: 0.9\n", "need 0 < alpha < 1, bound > 1"),
+    ("claims: [{key: a, text: t, figure: f, source: s, comparisons: [[A, '<', B]], panels: [[bim, untargeted]]}]\n",
+     "relation must be one of"),
+    ("claims: [{key: a, text: t, figure: f, source: s, comparisons: [[A, '>', B]], panels: []}]\n",
+     "panels must be a non-empty list"),
+    ("claims: [{key: a, text: t}]\n", "a claim has a missing or unknown field"),
+    ("claim: []\n", "the analysis plan is a mapping with a 'claims' list"),
 ])
-def test_verdict_rules(lo, hi, rel, expected):
-    assert verdict(lo, hi, rel, margin=0.05) == expected
-
-
-def test_a_clearly_weaker_model_is_detected():
-    rng = np.random.default_rng(0)
-    robust = rng.uniform(0.04, 0.08, 60)
-    weak = robust / 4  # every image falls at a quarter of the budget
-    rows = pd.concat([rows_of("weak", weak), rows_of("robust", robust)])
-    r = paired_difference(rows, "weak", "robust", [("bim", "untargeted")], eps_hi=0.1)
-    assert r["diff"] > 0 and r["lo"] > 0 and r["images"] == 60
-    assert verdict(r["lo"], r["hi"], ">", 0.05) == SUPPORTED
-    back = paired_difference(rows, "robust", "weak", [("bim", "untargeted")], eps_hi=0.1)
-    assert back["diff"] == pytest.approx(-r["diff"])
-    assert verdict(back["lo"], back["hi"], ">", 0.05) == NOT_SUPPORTED
-
-
-def test_identical_curves_support_no_difference_and_panels_cluster_by_image():
-    d = np.linspace(0.0, 0.09, 30)
-    rows = pd.concat([rows_of(lbl, d, a) for lbl in ("x", "y") for a in ("bim", "pgd")])
-    r = paired_difference(rows, "x", "y", [("bim", "untargeted"), ("pgd", "untargeted")], eps_hi=0.1)
-    assert r["diff"] == r["lo"] == r["hi"] == 0.0 and r["images"] == 30 and r["panels"] == 2
-    assert verdict(r["lo"], r["hi"], "<=", 0.05) == SUPPORTED
-
-
-def test_every_variant_compares_with_the_mean_of_several_curves():
-    rows = pd.concat([rows_of("sem", [0.0] * 10), rows_of("single a", [0.05] * 10, scenario="submodel", variant="a"),
-                      rows_of("single b", [np.nan] * 10, scenario="submodel", variant="b")])
-    r = paired_difference(rows, "sem", Curve("submodel", None), [("bim", "untargeted")], eps_hi=0.1)
-    assert r["y"] == "single (mean of 2)" and r["y_curves"] == "single a,single b"
-    assert r["diff"] == pytest.approx(1.0 - 0.25)
-    one = paired_difference(rows, "sem", Curve("submodel", "b"), [("bim", "untargeted")], eps_hi=0.1)
-    assert one["y"] == "single b" and one["diff"] == pytest.approx(1.0)
+def test_bad_plans_are_one_line(tmp_path, text, msg):
+    (tmp_path / "plan.yaml").write_text(text)
+    with pytest.raises(ValueError, match=msg):
+        Plan.from_yaml(tmp_path / "plan.yaml")
 
 
 def test_curves_are_selected_by_scenario_and_variant_not_by_label():
     """Two curves of one scenario differ only in their SEM variant; their labels are for display."""
     rows = pd.concat([rows_of("A", [0.08] * 12), rows_of("shown as anything", [0.02] * 12, scenario="A",
                                                            variant="sem_k68")])
-    r = paired_difference(rows, Curve("A", "sem_k68"), "A", [("bim", "untargeted")], eps_hi=0.1)
-    assert r["x"] == "shown as anything" and r["diff"] == pytest.approx(0.6)
-    with pytest.raises(ValueError, match=r"no rows for curve 'A\[sem_wrn\]'"):
-        paired_difference(rows, Curve("A", "sem_wrn"), "A", [("bim", "untargeted")], eps_hi=0.1)
+    pairs, x, y = distortion_pairs(rows, Curve("A", "sem_k68"), "A", [("bim", "untargeted")], ceiling=CEIL)
+    assert x == "shown as anything" and y == "A" and pairs.n == 12
+    assert np.allclose(pairs.log_ratios("seen"), math.log(4))
+    with pytest.raises(ValueError, match="no rows for curve 'A/sem_wrn'"):
+        distortion_pairs(rows, Curve("A", "sem_wrn"), "A", [("bim", "untargeted")], ceiling=CEIL)
+
+
+def test_ledger_verdicts_holm_and_unrun_notebooks(tmp_path):
+    """H needs a fifth of I's distortion on every image and panel: supported; A-D equal up to
+    +-10% noise: B is not the weakest, they are equivalent within the bound; the adaptive
+    notebook never ran: 'not computed'."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.01, 0.02, 30)
+    rows = pd.concat([rows_of(lbl, base * f * rng.uniform(0.9, 1.1, 30), a, g) for lbl, f in
+                      (("H", 0.2), ("I", 1.0), ("A", 1.0), ("B", 1.0), ("C", 1.0), ("D", 1.0)) for a, g in WB])
+    _write(tmp_path, "03_whitebox_transfer", rows)
+    plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
+    plan.claims = [c for c in plan.claims if c.key in ("H_vs_I", "B_weakest", "adaptive")]
+    ledger, details = claims.ledger(tmp_path, "smoke", plan, ceiling=CEIL, n_boot=300)
+    v = ledger.set_index("claim").verdict.to_dict()
+    assert v["H_vs_I"] == SUPPORTED and v["B_weakest"] == EQUIVALENT and v["adaptive"] == "not computed"
+    h = details[details.claim == "H_vs_I"].iloc[0]
+    assert h.estimate == pytest.approx(5.0, rel=0.1) and h.lo > 4 and h.n == 30
+    assert (details.p_holm_direction >= details.p_direction).all() and len(details) == 4
+    assert "| the plain ensemble (H)" in claims.markdown(ledger)
+
+
+def test_accuracy_claims_compare_errors_with_the_mean_of_several_curves(tmp_path):
+    n = 200
+    rng = np.random.default_rng(1)
+    sem = rng.random(n) < 0.85
+    rows = pd.concat([rows_of("SEM", np.zeros(n), "clean", correct=sem),
+                      rows_of("single smoothed a", np.zeros(n), "clean", scenario="submodel", variant="a",
+                              correct=rng.random(n) < 0.6),
+                      rows_of("single smoothed b", np.zeros(n), "clean", scenario="submodel", variant="b",
+                              correct=rng.random(n) < 0.6),
+                      rows_of("F", np.zeros(n), "clean", correct=sem.copy())])
+    r = accuracy_comparison(rows, "SEM", "submodel/*", [("clean", "untargeted")], margin=0.05, n_boot=400)
+    assert r["y"] == "single smoothed (mean of 2)" and r["estimate"] < -0.15 and r["p"][SUPPORTED] < 0.01
+    same = accuracy_comparison(rows, "SEM", "F", [("clean", "untargeted")], margin=0.05, n_boot=400)
+    assert same["estimate"] == 0 and same["informative"] == 0  # identical images: no evidence either way
+    _write(tmp_path, "06_certify_sem", rows)
+    plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
+    plan.claims = [c for c in plan.claims if c.key == "clean_accuracy"]
+    ledger, _ = claims.ledger(tmp_path, "smoke", plan, ceiling=CEIL, n_boot=400)
+    assert ledger.verdict.iloc[0] == NOT_EVALUABLE  # SEM vs F has no discordant image
+
+
+def test_a_reversed_claim_is_contradicted(tmp_path):
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.01, 0.02, 40)
+    rows = pd.concat([rows_of(lbl, base * f * rng.uniform(0.8, 1.2, 40), "apgd") for lbl, f in
+                      (("SEM", 0.3), ("F", 1.0), ("G", 1.0))])
+    _write(tmp_path, "06b_adaptive", rows)
+    plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
+    plan.claims = [c for c in plan.claims if c.key == "adaptive"]
+    ledger, details = claims.ledger(tmp_path, "smoke", plan, ceiling=CEIL, n_boot=300)
+    assert ledger.verdict.iloc[0] == CONTRADICTED and (details.verdict == CONTRADICTED).all()
 
 
 def test_tables_written_before_the_scenario_column_read_the_same(tmp_path):
@@ -81,36 +135,17 @@ def test_tables_written_before_the_scenario_column_read_the_same(tmp_path):
         ["SEM", "sem"], ["submodel", "vgg11_s1.5"]]
 
 
-def test_missing_curve_is_a_clear_error():
-    with pytest.raises(ValueError, match="no rows for curve 'Z'"):
-        paired_difference(rows_of("A", [0.1]), "Z", "A", [("bim", "untargeted")], eps_hi=0.1)
-
-
-def test_ledger_reports_unrun_notebooks(tmp_path):
-    (tmp_path / "03_whitebox_transfer" / "smoke").mkdir(parents=True)
-    rows = pd.concat([rows_of(lbl, np.full(20, v), a, g) for lbl, v in (("H", 0.01), ("I", 0.05))
-                      for a in ("bim", "mim", "pgd") for g in ("untargeted", "targeted")])
-    rows.to_csv(tmp_path / "03_whitebox_transfer" / "smoke" / "tab_distortions.csv", index=False)
-    only = [c for c in claims.paper_claims(0.0157) if c.key in ("H_vs_I", "adaptive")]
-    ledger, details = claims.ledger(tmp_path, "smoke", only, eps_max=0.1, margin=0.05, n_boot=200)
-    assert ledger.set_index("claim").verdict.to_dict() == {"H_vs_I": SUPPORTED, "adaptive": "not computed"}
-    assert len(details) == 1 and details["diff"].iloc[0] == pytest.approx(0.4)
-    assert "| the plain ensemble (H)" in claims.markdown(ledger)
-
-
-def test_every_paper_claim_is_in_the_ledger():
-    keys = [c.key for c in claims.paper_claims(0.0157)]
-    assert keys == ["H_vs_I", "F_vs_G", "B_weakest", "A_vs_F_small_eps", "K68_vs_K14", "WRN_vs_hetero",
-                    "clean_accuracy", "query_E_vs_J", "adaptive"]
-    assert all(isinstance(c, Claim) and c.comparisons for c in claims.paper_claims(0.01))
+def test_a_claim_is_checked_when_made():
+    with pytest.raises(ValueError, match="'<=' for an accuracy claim"):
+        Claim("k", "t", "f", "s", [("SEM", ">", "F")], [("clean", "untargeted")], score="error")
+    with pytest.raises(ValueError, match="score must be one of"):
+        Claim("k", "t", "f", "s", [("SEM", ">", "F")], [("bim", "untargeted")], score="asr")
 
 
 def test_noise_space_finding(tmp_path):
-    import json
-
     p = tmp_path / "r.json"
     p.write_text(json.dumps({"noise_space": [{"arch": "resnet18", "pixel_aca": 0.26, "normalized_aca": 0.62}]}))
     row = claims.noise_space_finding(p)
-    assert row["verdict"] == NOT_SUPPORTED and "pixel 0.26 [0.18, 0.36]" in row["comparisons"]
+    assert row["verdict"] == CONTRADICTED and "pixel 0.26 [0.18, 0.36]" in row["comparisons"]
     p.write_text(json.dumps({"noise_space": [{"arch": "resnet18", "pixel_aca": 0.55, "normalized_aca": 0.62}]}))
     assert claims.noise_space_finding(p)["verdict"] == INCONCLUSIVE

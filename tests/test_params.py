@@ -144,14 +144,13 @@ def _project(tmp_path, notebook, text):
 
 
 @pytest.mark.parametrize("notebook, text, msg", [
-    ("07_claims", "EPS_MAX: .inf\n", "EPS_MAX = inf is not allowed; expected a finite number > 0"),
-    ("07_claims", "EPS_MAX: .nan\n", "EPS_MAX = nan is not allowed"),
-    ("07_claims", "EPS_SMALL: -.inf\n", "EPS_SMALL = -inf is not allowed"),
-    ("07_claims", "EPS_MAX: 0.01\nEPS_SMALL: 0.03\n", "EPS_SMALL = 0.03 is above EPS_MAX = 0.01"),
-    ("07_claims", "EPS_SMALL: 0.2\n", "EPS_SMALL = 0.2 is above EPS_MAX = 0.1"),  # against the notebook's default
-    ("07_claims", "EPS_MAX: '0.1'\n", "EPS_MAX = '0.1' is not allowed; expected a finite number > 0 (pixels in [0, 1]); "
-                                      "'0.1' is text: write 0.1 without quotes"),
-    ("07_claims", "EPS_MAX: 1e-1\n", "'1e-1' is text to YAML (an exponent needs a dot, 1.0e-2): write 0.1"),
+    ("03_whitebox_transfer", "EPS_ZOOM: .inf\n", "EPS_ZOOM = inf is not allowed; expected a finite number > 0"),
+    ("03_whitebox_transfer", "EPS_ZOOM: .nan\n", "EPS_ZOOM = nan is not allowed"),
+    ("03_whitebox_transfer", "EPS_ZOOM: -.inf\n", "EPS_ZOOM = -inf is not allowed"),
+    ("03_whitebox_transfer", "EPS_ZOOM: 0.2\n", "EPS_ZOOM = 0.2 is above STUDY eps_max = 0.1"),
+    ("03_whitebox_transfer", "EPS_ZOOM: '0.1'\n", "EPS_ZOOM = '0.1' is not allowed; expected a finite number > 0 (pixels in "
+                                                  "[0, 1]); '0.1' is text: write 0.1 without quotes"),
+    ("03_whitebox_transfer", "EPS_ZOOM: 1e-1\n", "'1e-1' is text to YAML (an exponent needs a dot, 1.0e-2): write 0.1"),
     ("07_claims", "N_BOOT: '2000'\n", "N_BOOT = '2000' is not allowed; expected an integer >= 100; '2000' is text: write 2000"),
     ("07_claims", "1: 2\n", "parameter names must be text (NAME: value), got [1]"),
     ("03_whitebox_transfer", "STUDY: {eps0: .inf}\n", "STUDY eps0 = inf is not allowed; expected a finite number"),

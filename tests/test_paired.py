@@ -1,0 +1,144 @@
+"""The range-free paired statistic on simulated distortions whose truth is known: the ratio is
+recovered, a true ratio of 1 is called supported in about 5% of seeds at most, censoring and
+ties lead to "not evaluable" rather than to a verdict, Holm's adjustment by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from semlib import paired
+from semlib.paired import (CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_EVALUABLE, SUPPORTED, Pairs, compare, decide,
+                           family, holm)
+
+CEIL = 0.125  # laptop search: eps0 1/255, 6 rounds -> 32/255
+
+
+def simulate(ratio, n, seed, spread=0.5, ceiling=CEIL, grid=False):
+    """Y needs ``ratio`` times X's distortion, per image with log-normal noise; values above the
+    ceiling are censored (NaN), as the search reports them."""
+    rng = np.random.default_rng(seed)
+    base = np.exp(rng.normal(math.log(0.02), 0.6, n))
+    d_x = base * np.exp(rng.normal(0, spread / math.sqrt(2), n))
+    d_y = base * ratio * np.exp(rng.normal(0, spread / math.sqrt(2), n))
+    if grid:  # a binary search reports distortions on a coarse lattice: many exact ties
+        d_x, d_y = (np.round(d * 255) / 255 for d in (d_x, d_y))
+        d_x, d_y = np.maximum(d_x, 1 / 255), np.maximum(d_y, 1 / 255)
+    return tuple(np.where(d > ceiling, np.nan, d) for d in (d_x, d_y))
+
+
+def verdict_of(d_x, d_y, relation=">", bound=1.25, ceiling=CEIL, **kw):
+    r = compare(Pairs.from_distortions(d_x, d_y, ceiling=ceiling), relation, bound, n_boot=400, **kw)
+    return decide(r, r["family"]), r
+
+
+@pytest.mark.parametrize("ratio", [0.6, 1.5, 2.5])
+def test_a_known_ratio_is_recovered(ratio):
+    d_x, d_y = simulate(ratio, 400, seed=1, spread=0.3)
+    v, r = verdict_of(d_x, d_y)
+    assert r["lo"] < ratio < r["hi"] and abs(math.log(r["ratio"] / ratio)) < 0.06
+    assert v == (SUPPORTED if ratio > 1 else CONTRADICTED)
+    assert r["detectable"] < max(ratio, 1 / ratio)  # this n can see it
+
+
+def test_a_true_ratio_of_one_is_rarely_called_supported():
+    """Type I error, simulated: the claim "X more vulnerable" with R = 1 in truth."""
+    calls = [verdict_of(*simulate(1.0, 40, seed=s))[0] for s in range(300)]
+    assert calls.count(SUPPORTED) / len(calls) <= 0.05  # nominal 2.5%: one tail of a 5% two-sided test
+    assert calls.count(CONTRADICTED) / len(calls) <= 0.05
+
+
+def test_equal_defenses_with_enough_images_are_equivalent_and_tiny_n_is_inconclusive():
+    d_x, d_y = simulate(1.0, 600, seed=3, spread=0.3)
+    assert verdict_of(d_x, d_y, bound=1.25)[0] == EQUIVALENT
+    small = simulate(1.0, 12, seed=3, spread=0.6, ceiling=1.0)  # nothing censored
+    v, r = verdict_of(*small, bound=1.25, ceiling=1.0)
+    assert v == INCONCLUSIVE and r["n_needed"] > 12 and r["detectable"] > 1.25
+
+
+def test_non_inferiority_relation():
+    """``X <= Y``: X no more vulnerable than Y up to the bound."""
+    assert verdict_of(*simulate(0.7, 200, seed=4, spread=0.3), relation="<=")[0] == SUPPORTED
+    assert verdict_of(*simulate(2.0, 200, seed=4, spread=0.3), relation="<=")[0] == CONTRADICTED
+
+
+def test_one_censored_pair_can_decide_a_small_sample():
+    """12 images, one never broken by either defense: as the search saw it (both at the
+    ceiling, a tie) the two look equivalent; with that pair anywhere in its possible range they
+    do not, so the verdict is "not evaluable", not "equivalent"."""
+    v, r = verdict_of(*simulate(1.0, 12, seed=3, spread=0.3), bound=1.25)
+    assert r["censored_x"] == r["censored_y"] == 1 and v == NOT_EVALUABLE and r["censoring_decides"]
+
+
+def test_censoring_that_dominates_is_not_evaluable_and_never_a_false_verdict():
+    """Half the images never broken by either defense: the ratio of those is unknown (anything
+    between ceiling / d_max and d_max / ceiling), so no verdict may rest on them."""
+    rng = np.random.default_rng(5)
+    d = np.exp(rng.normal(math.log(0.02), 0.3, 40))
+    d_x = np.r_[d, np.full(40, np.nan)]
+    d_y = np.r_[d * 1.02, np.full(40, np.nan)]
+    v, r = verdict_of(d_x, d_y)
+    assert r["censored_x"] == r["censored_y"] == 40 and v in (NOT_EVALUABLE, INCONCLUSIVE) and v != EQUIVALENT
+    assert r["censoring_decides"]
+
+
+def test_censoring_in_one_defense_only_counts_in_the_known_direction():
+    """Y never broken on a third of the images, X always broken: those pairs say X is the more
+    vulnerable whatever Y's true distortion, so the claim X > Y is supported."""
+    rng = np.random.default_rng(6)
+    d_x = np.exp(rng.normal(math.log(0.01), 0.3, 60))
+    d_y = np.where(np.arange(60) % 3 == 0, np.nan, d_x * np.exp(rng.normal(0.2, 0.3, 60)))
+    assert verdict_of(d_x, d_y)[0] == SUPPORTED
+    assert verdict_of(d_y, d_x)[0] == CONTRADICTED
+
+
+def test_ties_leave_too_few_informative_pairs():
+    d = np.full(30, 4 / 255)
+    d_y = d.copy()
+    d_y[:4] = 5 / 255  # 4 untied pairs, all in one direction
+    v, r = verdict_of(d, d_y)
+    assert r["informative"] == 4 and v == NOT_EVALUABLE
+    grid = simulate(1.6, 150, seed=7, spread=0.3, grid=True)  # a lattice with ties still decides
+    assert verdict_of(*grid)[0] == SUPPORTED
+
+
+def test_clean_failures_are_left_out_and_bad_input_is_one_line():
+    p = Pairs.from_distortions([0.0, 0.01, 0.02], [0.03, 0.0, 0.04], ceiling=CEIL)
+    assert p.n == 1
+    with pytest.raises(ValueError, match="exceeds the search ceiling"):
+        Pairs.from_distortions([0.2], [0.1], ceiling=CEIL)
+    with pytest.raises(ValueError, match="one shape"):
+        Pairs.from_distortions([0.1, 0.2], [0.1], ceiling=CEIL)
+    with pytest.raises(ValueError, match="bound is a ratio > 1"):
+        paired.tests(np.zeros(3), ">", 0.9)
+    with pytest.raises(ValueError, match="relation must be one of"):
+        paired.tests(np.zeros(3), "<", 1.25)
+
+
+def test_panels_of_an_image_count_once():
+    """Six panels of one image are one observation: the per-image mean log ratio is tested, and a
+    panel with a clean failure is left out of its image's mean."""
+    d_x, d_y = simulate(1.4, 30, seed=8, spread=0.3)
+    one = compare(Pairs.from_distortions(d_x, d_y, ceiling=CEIL), ">", 1.25, n_boot=200)
+    six = compare(Pairs.from_distortions(np.repeat(d_x[:, None], 6, 1), np.repeat(d_y[:, None], 6, 1), ceiling=CEIL),
+                  ">", 1.25, n_boot=200)
+    assert six["n"] == one["n"] == 30 and six["p"] == one["p"] and six["ratio"] == pytest.approx(one["ratio"])
+    d_x2 = np.c_[d_x, np.zeros(30)]  # a second panel whose clean image X already fails
+    d_y2 = np.c_[d_y, np.full(30, 0.05)]
+    masked = compare(Pairs.from_distortions(d_x2, d_y2, ceiling=CEIL), ">", 1.25, n_boot=200)
+    assert masked["ratio"] == pytest.approx(one["ratio"]) and masked["n"] == 30
+
+
+def test_the_family_holds_one_direction_test_and_the_equivalence_test():
+    p = {SUPPORTED: 0.01, CONTRADICTED: 0.99, EQUIVALENT: 0.3}
+    assert family(p) == {"direction": 0.02, EQUIVALENT: 0.3}
+    assert family({SUPPORTED: 0.7, CONTRADICTED: 0.6}) == {"direction": 1.0}
+    r = {"informative": 10, "p": p, "censoring_decides": False}
+    assert decide(r, {"direction": 0.04, EQUIVALENT: 0.3}) == SUPPORTED
+    assert decide(r, {"direction": 0.06, EQUIVALENT: 0.01}) == EQUIVALENT
+    assert decide({**r, "p": {SUPPORTED: 0.99, CONTRADICTED: 0.01}}, {"direction": 0.02}) == CONTRADICTED
+    assert decide(r, {"direction": 0.5}) == INCONCLUSIVE
+
+
+def test_holm_by_hand():
+    assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert holm([0.5, 0.5]) == [1.0, 1.0] and holm([]) == []
