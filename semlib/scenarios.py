@@ -9,7 +9,7 @@ list of spec names, not code.
 name  defended model      the attacker works on                                        attack
 ====  =================  ==========================================================  ========
 A     SEM                 each realized ensemble as it is drawn (redrawn every step)   gradient
-B     SEM                 its own draws from the same distribution, refreshed every P  gradient
+B     SEM                 a pool of its own draws, used in turn, refreshed every P     gradient
 C     SEM                 a substitute SEM on a seeded random half of the collection   gradient
 D     SEM                 the plain ensemble (no noise) of that half                   gradient
 E     SEM                 the SEM's probability vector (every query a fresh draw)      query
@@ -132,11 +132,12 @@ def known_half(names: list[str], seed: int) -> list[str]:
     return sorted(names[i] for i in order[: math.ceil(len(names) / 2)])
 
 
-def build(spec: Scenario | str, defenses: Defenses, *, period: int = 5, half_seed: int = 0
+def build(spec: Scenario | str, defenses: Defenses, *, period: int = 5, pool: int = 4, half_seed: int = 0
           ) -> tuple[nn.Module, nn.Module]:
     """(the model the attacker works on, the defended model that judges success) for ``spec``.
 
-    ``period``: attacker B's refresh period in attack steps; ``half_seed``: which half of the
+    ``period``, ``pool``: attacker B holds ``pool`` realizations of its own per image, used in
+    turn, and redraws them every ``period`` attack steps; ``half_seed``: which half of the
     collection C and D know.
     """
     spec = scenario(spec) if isinstance(spec, str) else spec
@@ -148,7 +149,7 @@ def build(spec: Scenario | str, defenses: Defenses, *, period: int = 5, half_see
         return HeldDraws(sem, period=1), judge
     if spec.view is View.OWN_DRAWS:
         own = StochasticEnsemble(defenses.collection, defenses.families, defenses.k_range)
-        return HeldDraws(own, period=period), judge
+        return HeldDraws(own, period=period, pool=pool), judge
     half = known_half(list(defenses.collection), half_seed)
     if spec.view is View.SUBSTITUTE_SEM:
         k_min, k_max = defenses.k_range

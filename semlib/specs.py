@@ -46,7 +46,8 @@ class StudyConfig:
     eps0: float = 1 / 255  # first budget of the exponential search
     search_steps: int = 10  # exponential search rounds [10]
     binary_steps: int = 20  # binary search rounds [20]
-    period: int = 5  # attacker B's refresh period in iterations
+    period: int = 5  # attacker B's refresh period in iterations (below steps: B redraws within a run)
+    pool: int = 4  # attacker B's own realizations per image, used in turn
     half_seed: int = 0  # which half of the collection attackers C and D know
     seed: int = 0  # targets and every curve's randomness
     k_range: list[int] = field(default_factory=lambda: [1, 4])  # the SEM's K_min, K_max [1, 4]
@@ -74,13 +75,15 @@ class StudyConfig:
             if not ok:
                 raise ValueError(f"{source}: {what}")
 
-        ints = ("n_images", "steps", "eot", "query_budget", "query_samples", "judge_n", "search_steps", "period",
+        ints = ("n_images", "steps", "eot", "query_budget", "query_samples", "judge_n", "search_steps", "period", "pool",
                 "apgd_steps", "apgd_eot", "shard_size")
         for name in ints:
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
         need(isinstance(self.binary_steps, int) and self.binary_steps >= 0,
              f"binary_steps must be an integer >= 0, got {self.binary_steps!r}")
+        need(self.steps == 1 or self.period < self.steps,
+             f"period ({self.period}) must be below steps ({self.steps}): attacker B refreshes its draws within a run")
         need(self.norm in ("linf", "l2"), f"norm must be 'linf' or 'l2', got {self.norm!r}")
         need(0 < self.alpha < 1, f"alpha (abstention threshold) must lie in (0, 1), got {self.alpha!r}")
         need(self.eps0 > 0, f"eps0 must be > 0, got {self.eps0!r}")

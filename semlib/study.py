@@ -173,7 +173,8 @@ class Study:
         if spec.scenario in FIG3_BASELINES:
             m = self.baseline(spec.scenario)
             return m, m
-        return build(spec.scenario, self.defenses(spec.variant), period=self.cfg.period, half_seed=self.cfg.half_seed)
+        return build(spec.scenario, self.defenses(spec.variant), period=self.cfg.period, pool=self.cfg.pool,
+                     half_seed=self.cfg.half_seed)
 
     def attack_for(self, spec: CurveSpec, attack_model: nn.Module):
         return self.cfg.attack(spec.attack, deterministic(attack_model))

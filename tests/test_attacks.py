@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from semlib.attacks import BIM, MIM, NES, PGD, SPSA, eot_gradient, make_attack, margin_loss
-from semlib.attacks.base import per_example_norm
+from semlib.attacks.base import Norm, per_example_norm
 from semlib.models import build_model
 from semlib.smoothing import NoisyClassifier
 
@@ -156,6 +156,24 @@ def test_query_attacks_lower_the_margin_within_budget(attack, targeted):
     assert bool((after > before).all())  # the attack's loss (to ascend) went up for every example
     assert bool((res.queries <= 1000).all()) and res.queries.tolist() == [1000] * 4
     assert per_example_norm(res.x_adv - x, atk.norm).max() <= 8 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("attack", [NES, SPSA])
+def test_a_small_query_budget_still_reaches_the_eps_ball(cifar_case, attack):
+    """The laptop budget (200 queries, 10 pairs: 10 iterations) at a large eps breaks the
+    unsmoothed laptop ResNet-18 on >= 90% of the images its clean prediction gets right: the step
+    size scales with eps and iterations, so the steps can reach the ball's boundary (at 0.05 eps
+    per step they stopped at half of it)."""
+    model, x, y = cifar_case
+    with torch.no_grad():
+        right = model(x).argmax(1) == y
+    x, y = x[right], y[right]
+    res = attack(max_queries=200, samples=10)(model, x, y, 32 / 255, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        broken = (model(res.x_adv).argmax(1) != y).float().mean()
+    assert len(y) >= 6 and broken >= 0.9, f"{attack.__name__} broke {broken:.0%} of {len(y)}"
+    far = per_example_norm(res.x_adv - x, Norm.LINF)
+    assert bool((far <= 32 / 255 + 1e-6).all()) and float(far.max()) > 0.75 * 32 / 255
 
 
 def test_query_count_is_exact():

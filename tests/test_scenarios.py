@@ -40,8 +40,8 @@ def test_build_gives_each_attacker_its_view(defenses):
     sem = defenses.models[Defended.SEM]
     a, judge = build("A", defenses)
     assert isinstance(a, HeldDraws) and a.period == 1 and a.sem is sem and judge is sem
-    b, _ = build("B", defenses, period=7)
-    assert isinstance(b, HeldDraws) and b.period == 7 and b.sem is not sem  # its own draws
+    b, _ = build("B", defenses, period=7, pool=3)
+    assert isinstance(b, HeldDraws) and b.period == 7 and b.pool == 3 and b.sem is not sem  # its own draws
     c, judge_c = build("C", defenses, half_seed=3)
     assert isinstance(c, StochasticEnsemble) and judge_c is sem
     half = known_half(list(defenses.collection), 3)

@@ -57,7 +57,7 @@ def test_seeds_keep_the_names_they_were_first_keyed_under():
     fields = StudyConfig(contrast_arch="vgg11").curve_fields("bim")
     assert fields["single_arch"] == "vgg11" and "contrast_arch" not in fields
     assert set(fields) == {"norm", "steps", "eot", "judge_n", "alpha", "eps0", "search_steps", "binary_steps",
-                           "period", "half_seed", "seed", "k_range", "k_range_large", "single_arch", "shard_size"}
+                           "period", "pool", "half_seed", "seed", "k_range", "k_range_large", "single_arch", "shard_size"}
 
 
 def test_labels_and_spec_lists():
@@ -76,6 +76,8 @@ def test_labels_and_spec_lists():
     ({"norm": "l1"}, "norm must be 'linf' or 'l2'"),
     ({"query_budget": 10, "query_samples": 25}, "query_budget"),
     ({"eps0": 0}, "eps0 must be > 0"),
+    ({"steps": 5, "period": 5}, r"period \(5\) must be below steps \(5\)"),
+    ({"pool": 0}, "pool must be an integer >= 1"),
 ])
 def test_bad_study_settings(raw, msg):
     with pytest.raises(ValueError, match=msg):

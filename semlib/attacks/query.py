@@ -5,8 +5,10 @@ fresh stochastic forward pass (for the SEM: a fresh draw). The gradient of a mar
 log-probabilities is estimated from ``samples`` antithetic pairs ``x ± eta * u`` (NES: Gaussian
 ``u``, SPSA: Rademacher ``u``), i.e. ``2 * samples`` queries per example and iteration, until
 the budget ``max_queries`` is spent. Queries are counted per example, exactly.
-Update: NES takes signed (Linf) or normalized (L2) steps of ``lr_ratio * eps``; SPSA uses
-Adam with learning rate ``lr_ratio * eps`` as in Uesato et al.
+Update: NES takes signed (Linf) or normalized (L2) steps, SPSA Adam steps (as in Uesato et al.),
+of size ``eps * max(lr_ratio, reach / iterations)``: the steps of one run add up to at least
+``reach`` times eps (Madry et al.'s 2.5 eps / steps), so a small budget (few iterations) can
+still reach the boundary of the eps ball.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ class QueryAttack(Attack):
     max_queries: int = 5000
     samples: int = 25  # antithetic pairs per gradient estimate
     eta: float = 0.01  # finite-difference radius in pixels
-    lr_ratio: float = 0.05  # step size as a fraction of eps
+    lr_ratio: float = 0.05  # step size as a fraction of eps (at least reach / iterations)
+    reach: float = 2.5  # the steps of one run add up to at least reach * eps
     chunk: int = 500
     rademacher: bool = False
     adam: bool = False
@@ -46,6 +49,7 @@ class QueryAttack(Attack):
         check_count("chunk", self.chunk)
         check_real("eta", self.eta, open_lo=True)
         check_real("lr_ratio", self.lr_ratio, open_lo=True)
+        check_real("reach", self.reach)
         if self.max_queries < 2 * self.samples:
             raise ValueError(f"need samples >= 1 and max_queries >= 2 * samples, got {self.samples}, "
                              f"{self.max_queries}")
@@ -77,9 +81,9 @@ class QueryAttack(Attack):
 
     def run(self, model, x, y, eps, target, generator):
         # no begin/step hooks: a score-based attacker sees fresh draws at every query
-        lr = (self.lr_ratio * eps).view(-1, 1, 1, 1)
-        x_adv = x.clone()
         iterations = self.max_queries // (2 * self.samples)
+        lr = (max(self.lr_ratio, self.reach / iterations) * eps).view(-1, 1, 1, 1)
+        x_adv = x.clone()
         m = torch.zeros_like(x)
         v = torch.zeros_like(x)
         b1, b2 = 0.9, 0.999
