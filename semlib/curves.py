@@ -61,7 +61,7 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
                       target: torch.Tensor | None = None, *, norm: Norm | str = Norm.LINF,
                       search: SearchConfig | None = None, judge: JudgeConfig | None = None,
                       generator: torch.Generator | None = None, progress: Callable[[int], Any] | None = None,
-                      ids: Any = None) -> pd.DataFrame:
+                      ids: Any = None, clean_generator: torch.Generator | None = None) -> pd.DataFrame:
     """Minimal successful distortion per example (exponential then binary search, vectorized).
 
     Parameters
@@ -70,6 +70,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     attack_model : the model the attacker differentiates or queries (a surrogate for transfer)
     judge_model : the defended model whose Monte-Carlo votes decide success
     x, y, target : ``[B, 3, H, W]`` pixels in [0, 1], labels ``[B]``, optional targets ``[B]``
+    judge : the Monte-Carlo rule (every judgement draws fresh votes)
+    clean_generator : where clean correctness draws its votes (default ``generator``): the
+        same generator state for every curve of one defense gives them one clean verdict
 
     Returns
     -------
@@ -88,12 +91,11 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
         check_labels(target, len(x), "targets", device=x.device, of="the labels")
     b = len(x)
     dev = x.device
-    clean, draws = mc_verdict(judge_model, x, y, target, judge, generator)
-    if target is None:
-        clean_correct = ~clean
-    else:  # correctness is an untargeted question: judge it separately
-        wrong, extra = mc_verdict(judge_model, x, y, None, judge, generator)
-        clean_correct, draws = ~wrong, draws + extra
+    wrong, draws = mc_verdict(judge_model, x, y, None, judge, clean_generator or generator)
+    clean_correct, clean = ~wrong, wrong
+    if target is not None:  # already at the target: a targeted question, judged apart
+        clean, extra = mc_verdict(judge_model, x, y, target, judge, generator)
+        draws = draws + extra
     dist = torch.full((b,), float("nan"), dtype=torch.float64)
     dist[clean.cpu()] = 0.0
     lo = torch.zeros(b, dtype=x.dtype, device=dev)

@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("notebooks", nargs="+", help="notebook files, run in the order given")
     ap.add_argument("--preset", default="laptop", help="smoke, laptop or paper (params/<notebook>/<preset>.yaml)")
     ap.add_argument("--retrain-zoo", action="store_true", help="retrain every zoo model (notebook 01_zoo)")
-    ap.add_argument("--executor", choices=("serial", "ray"), default=None,
-                    help="run sub-model training and curve shards as Ray tasks (a local Ray over this machine's "
-                         "cores; for a cluster set EXECUTOR: {kind: ray, address: ...} in the params files)")
+    ap.add_argument("--executor", choices=("local", "serial", "ray"), default=None,
+                    help="where sub-model training and curve shards run: local (a pool of worker processes, one per "
+                         "core: the default), serial (this process), ray (a local Ray; for a cluster set EXECUTOR: "
+                         "{kind: ray, address: ...} in the params files)")
     args = ap.parse_args(argv)
     extras = []
     try:  # every notebook and preset before the first run

@@ -1,8 +1,9 @@
 """Where the units of work behind ``make reproduce`` run: one sub-model's training, one curve
-shard (scenario x attack x goal x images). Serially in this process by default — Ray is then
-neither needed nor imported — or as Ray tasks when the notebook's ``EXECUTOR`` parameter says
-``{"kind": "ray"}``: a local ``ray.init()`` over this machine's cores, or the cluster at
-``address``.
+shard (scenario x attack x goal x images). The notebook's ``EXECUTOR`` parameter chooses:
+``{"kind": "local"}`` (the default) — a pool of single-thread worker processes, one per core of
+this machine, with nothing to set up; ``{"kind": "serial"}`` — in this process, in order;
+``{"kind": "ray"}`` — Ray tasks, on a local ``ray.init()`` or the cluster at ``address`` (Ray is
+imported only then).
 
 A task is a module-level function plus its arguments; it finds its own inputs (checkpoints,
 data) by path and writes its result to the shared cache (atomically, with the hash manifest
@@ -12,6 +13,10 @@ the results do not depend on the executor.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -20,23 +25,26 @@ from tqdm.auto import tqdm
 from . import settings
 
 
+KINDS = ("local", "serial", "ray")
+
+
 @dataclass(frozen=True)
 class Executor:
     """How to run tasks (the ``EXECUTOR`` notebook parameter).
 
     Parameters
     ----------
-    kind : ``serial`` (here, in order) or ``ray``
+    kind : ``local`` (a pool of worker processes here), ``serial`` (here, in order) or ``ray``
     address : an existing Ray cluster (``ray://host:10001`` or ``auto``); None starts a local one
-    num_cpus : worker slots of a local Ray (None: every core)
+    num_cpus : cores the local pool or a local Ray uses (None: every core)
     cpus_per_task : cores (torch threads) per task
     gpus_per_task : GPUs asked per task (a fraction shares one); None (default) asks 1 where the
         cluster has GPUs and 0 where it has none. A task that got a GPU runs on it
         (:func:`semlib.device.resolve`'s auto), one that got none runs on the CPU
-    max_retries : Ray's retries of a task whose worker died
+    max_retries : retries of a task whose worker died (Ray, local pool)
     """
 
-    kind: str = "serial"
+    kind: str = "local"
     address: str | None = None
     num_cpus: int | None = None
     cpus_per_task: int = 1
@@ -46,8 +54,8 @@ class Executor:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "EXECUTOR") -> "Executor":
         ex = settings.from_dict(cls, raw, source)
-        if ex.kind not in ("serial", "ray"):
-            raise ValueError(f"{source}: kind must be 'serial' or 'ray', got {ex.kind!r}")
+        if ex.kind not in KINDS:
+            raise ValueError(f"{source}: kind must be one of {', '.join(KINDS)}, got {ex.kind!r}")
         if ex.cpus_per_task < 1 or (ex.num_cpus is not None and ex.num_cpus < 1) or ex.max_retries < 0:
             raise ValueError(f"{source}: cpus_per_task and num_cpus must be >= 1 and max_retries >= 0")
         if ex.gpus_per_task is not None and not (isinstance(ex.gpus_per_task, (int, float)) and ex.gpus_per_task >= 0):
@@ -66,6 +74,8 @@ def run(fn: Callable, tasks: Sequence[tuple], executor: Executor | None = None, 
     executor = executor or Executor()
     if executor.serial or not tasks:
         return [fn(*args) for args in tqdm(tasks, desc=desc, disable=not progress)]
+    if executor.kind == "local":
+        return _run_local(fn, tasks, executor, desc, progress)
     import ray  # only here: the serial path never needs it
 
     if not ray.is_initialized():
@@ -93,6 +103,39 @@ def run(fn: Callable, tasks: Sequence[tuple], executor: Executor | None = None, 
                 done[r] = ray.get(r)
                 bar.update(1)
     return [done[r] for r in refs]
+
+
+def _run_local(fn: Callable, tasks: Sequence[tuple], executor: Executor, desc: str, progress: bool) -> list:
+    """The tasks on a pool of spawned worker processes (``cpus_per_task`` torch threads each,
+    as many as the cores allow); a worker that dies breaks the pool: a new pool reruns the
+    unfinished tasks, up to ``max_retries`` times."""
+    cores = executor.num_cpus or os.cpu_count() or 1
+    workers = max(1, min(len(tasks), cores // executor.cpus_per_task))
+    done: dict[int, Any] = {}
+    for attempt in range(executor.max_retries + 1):
+        pending = [i for i in range(len(tasks)) if i not in done]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_set_threads, initargs=(executor.cpus_per_task,)) as pool, \
+                    tqdm(total=len(tasks), initial=len(done), desc=f"{desc} (local x{workers})",
+                         disable=not progress) as bar:
+                futures = {pool.submit(fn, *tasks[i]): i for i in pending}
+                for f in as_completed(futures):
+                    done[futures[f]] = f.result()
+                    bar.update(1)
+            break
+        except BrokenProcessPool:
+            if attempt == executor.max_retries:
+                raise RuntimeError(f"{desc}: a worker process died {attempt + 1} times (killed, or out of memory); "
+                                   f"{len(tasks) - len(done)} of {len(tasks)} tasks unfinished, the finished ones "
+                                   f"are kept in the cache — rerun to resume") from None
+    return [done[i] for i in range(len(tasks))]
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _with_threads(threads: int, fn: Callable, *args):

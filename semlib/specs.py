@@ -206,6 +206,14 @@ class CurveSpec:
         return self.scenario == ADAPTIVE or (self.scenario in SCENARIOS
                                              and SCENARIOS[self.scenario].defended is Defended.SEM)
 
+    def judged_by(self) -> dict[str, str | None]:
+        """The defended model whose votes judge the curve: the SEM of its variant, a contrast
+        (by its kind, e.g. ``ensemble_smoothed`` for F and J) or a baseline."""
+        if self.sem_facing:
+            return {"clean": "sem", "variant": self.variant}
+        kind = self.scenario if self.scenario in EXTRA_SCENARIOS else SCENARIOS[self.scenario].defended.value
+        return {"clean": kind, "variant": None}
+
     def key(self) -> dict[str, str]:
         """The curve in cache keys and seeds (``defense``: the scenario's name when curves were
         first keyed; renaming it would re-seed every curve)."""

@@ -221,7 +221,12 @@ class Study:
         x, y, target = self.images(sl, spec.goal == "targeted")
         return search_distortion(attack, attack_model, judge_model, x, y, target,
                                  norm=self.cfg.norm, search=search, judge=judge, generator=gen,
-                                 ids=self.ids[sl].numpy())
+                                 ids=self.ids[sl].numpy(), clean_generator=self.clean_generator(spec, sl))
+
+    def clean_generator(self, spec: CurveSpec, sl: slice) -> torch.Generator:
+        """Where clean correctness draws its votes: seeded by the judging model and the shard,
+        not by the curve, so every curve of one defense gives an image one clean verdict."""
+        return shard_generator({**spec.judged_by(), "study": self.cfg.curve_fields()}, sl, self.device)
 
     def images(self, sl: slice, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Images, labels and (if ``targeted``) targets of shard ``sl`` on the study's device."""
@@ -243,7 +248,7 @@ class Study:
                            variant=spec.variant)
 
     def recipe(self) -> str:
-        """How to rebuild this study elsewhere (a Ray worker): absolute paths, as JSON."""
+        """How to rebuild this study elsewhere (a worker process): absolute paths, as JSON."""
         return json.dumps({"zoo": str(self.spec_path), "cfg": asdict(self.cfg), "zoo_dir": str(self.zoo_dir.resolve()),
                            "threshold": self.threshold, "data_dir": str(find_data_dir(self.data_dir)),
                            "cache_dir": str(self.cache_dir.resolve()), "device": self._device_request}, sort_keys=True)
@@ -258,8 +263,8 @@ class Study:
 
     def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
                executor: Executor | None = None) -> pd.DataFrame:
-        """Rows of every curve in ``curve_specs`` (one per curve and image). With a Ray
-        ``executor`` the missing shards are computed as Ray tasks first; the result is the same."""
+        """Rows of every curve in ``curve_specs`` (one per curve and image). With a local or Ray
+        ``executor`` the missing shards are computed as its tasks first; the result is the same."""
         curve_specs = list(curve_specs)
         if executor is not None and not executor.serial:
             runner.run(compute_shard_task, self.shard_tasks(curve_specs, n_images), executor, desc="curve shards",
@@ -283,7 +288,7 @@ def _study(recipe: str) -> Study:
 
 
 def compute_shard_task(recipe: str, spec: dict, start: int, stop: int) -> str:
-    """One curve shard as a task (any process, e.g. a Ray worker): rebuilds the study from
+    """One curve shard as a task (any process, e.g. a pool or Ray worker): rebuilds the study from
     ``recipe`` (once per process), computes the shard unless cached and stores it; returns its key."""
     study = _study(recipe)
     s = CurveSpec.from_key(spec)

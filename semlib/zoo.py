@@ -40,7 +40,7 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
 
     A sub-model whose card records the same configuration is reused (so an interrupted run
     resumes); ``retrain=True`` trains everything again. ``only`` restricts to some names.
-    With a Ray ``executor`` (:class:`semlib.runner.Executor`) every missing sub-model is a task:
+    With a local or Ray ``executor`` (:class:`semlib.runner.Executor`) every missing sub-model is a task:
     the unsmoothed ones first, then the ones fine-tuned from them. ``device``: where to train
     (:func:`semlib.device.resolve`; None: auto — a GPU when torch sees one, in each task).
     """

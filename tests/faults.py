@@ -14,3 +14,10 @@ def crash_once(marker: str | None, fn: Callable, *args):
         Path(marker).write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     return fn(*args)
+
+
+def crash_always(marker: str, fn: Callable, *args):
+    """Kill this process with SIGKILL every time (a worker that cannot finish its task)."""
+    Path(marker).write_text(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+    return fn(*args)

@@ -85,7 +85,7 @@ CASES = [
     ("study params not a mapping", lambda t: params.check_values({"STUDY": [1]}), ValueError, "STUDY = [1] is not allowed"),
     ("study params bad setting", lambda t: params.check_values({"STUDY": {"eot": 0}}), ValueError, "eot must be an integer >= 1"),
     ("unknown attack in params", lambda t: params.check_values({"ATTACKS": ["bim", "cw"]}), ValueError, "ATTACKS = ['bim', 'cw'] is not allowed"),
-    ("unknown executor", lambda t: params.check_values({"EXECUTOR": {"kind": "dask"}}), ValueError, "kind must be 'serial' or 'ray'"),
+    ("unknown executor", lambda t: params.check_values({"EXECUTOR": {"kind": "dask"}}), ValueError, "kind must be one of local, serial, ray"),
     ("executor with 0 cpus per task", lambda t: runner.Executor.from_dict({"kind": "ray", "cpus_per_task": 0}), ValueError, "cpus_per_task and num_cpus must be >= 1"),
     ("executor with negative gpus", lambda t: runner.Executor.from_dict({"kind": "ray", "gpus_per_task": -1}), ValueError, "gpus_per_task must be >= 0"),
     ("unknown device", lambda t: device.resolve("gpu0"), ValueError, "device: unknown device 'gpu0'; use auto, cpu, cuda or cuda:N"),

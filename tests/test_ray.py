@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray", reason="pip install '.[ray]'")
 import faults  # noqa: E402  (tests/faults.py: fault injection stays out of the library)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = dict(n_images=4, steps=2, eot=1, judge_n=4, search_steps=3, binary_steps=2, eps0=0.01, shard_size=2)
+SMALL = dict(n_images=4, steps=2, period=1, eot=1, judge_n=4, search_steps=3, binary_steps=2, eps0=0.01, shard_size=2)
 RAY = runner.Executor(kind="ray", num_cpus=2, cpus_per_task=1)
 
 
@@ -42,12 +42,12 @@ CURVES = specs("ACFH", ["pgd"], ["untargeted", "targeted"])
 
 
 def test_executor_settings():
-    assert runner.Executor.from_dict(None).serial
-    with pytest.raises(ValueError, match="kind must be 'serial' or 'ray'"):
+    assert runner.Executor.from_dict(None).kind == "local" and runner.Executor.from_dict({"kind": "serial"}).serial
+    with pytest.raises(ValueError, match="kind must be one of local, serial, ray"):
         runner.Executor.from_dict({"kind": "dask"})
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['workers'\]"):
         runner.Executor.from_dict({"workers": 2})
-    assert runner.run(pow, [(2, 3), (3, 2)], progress=False) == [8, 9]  # serial: Ray not involved
+    assert runner.run(pow, [(2, 3), (3, 2)], runner.Executor(kind="serial"), progress=False) == [8, 9]  # no Ray
 
 
 def test_ray_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):

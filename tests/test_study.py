@@ -133,6 +133,23 @@ def test_curves_are_cached_and_deterministic(laptop, data_dir, tmp_path, monkeyp
     assert not torch.equal(other_seed.targets, laptop.targets) or not moved.equals(first[first.label == "H"])
 
 
+def test_every_curve_of_a_defense_shares_its_clean_verdicts(data_dir, tmp_path, monkeypatch):
+    """Clean correctness is judged once per defense and image (its votes seeded by the judging
+    model, not the curve): attackers A-E all face the SEM, so their curves agree on which clean
+    images the SEM gets right, as do F and J; the judge is noisy (4 votes), so without the shared
+    seed they disagree."""
+    cfg = StudyConfig.from_dict({**TINY, "n_images": 8, "judge_n": 4, "search_steps": 1, "binary_steps": 0,
+                                 "shard_size": 8})
+    s = Study("laptop", cfg, threshold=0.2, data_dir=data_dir, cache_dir=tmp_path)
+    rows = s.curves([CurveSpec("A", "bim"), CurveSpec("B", "pgd", "targeted"), CurveSpec("C", "mim"),
+                     CurveSpec("E", "nes"), CurveSpec("F", "bim"), CurveSpec("J", "spsa", "targeted")], progress=False)
+    clean = rows.pivot_table(index="example", columns="scenario", values="clean_correct", aggfunc="first")
+    assert all(clean[c].equals(clean["A"]) for c in "BCE") and clean["J"].equals(clean["F"])
+    monkeypatch.setattr(Study, "clean_generator", lambda self, spec, sl: None)  # the curve's own votes
+    own = [s.compute_shard(CurveSpec(a, "bim"), slice(0, 8)).clean_correct for a in "ABCD"]
+    assert not all(o.equals(own[0]) for o in own[1:])  # the check above can fail
+
+
 def test_tables(laptop):
     rows = laptop.curves([CurveSpec("I", "bim")], progress=False)
     tab = asr_table(rows, laptop.eps_grid(5))

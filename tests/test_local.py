@@ -1,0 +1,77 @@
+"""The default executor (issue 17): a pool of single-thread worker processes on this machine,
+nothing to set up. On the smoke preset it writes the same curve CSVs, byte for byte, as the
+serial run; a worker killed midway is replaced and its task rerun, nothing finished is redone;
+a task's own error reaches the caller; zoo training runs as local tasks in two waves."""
+import json
+from pathlib import Path
+
+import pytest
+
+import faults  # tests/faults.py: fault injection stays out of the library
+from semlib import runner, zoo
+from semlib.study import Study, StudyConfig, compute_shard_task, specs
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
+SMALL = dict(n_images=4, steps=2, period=1, eot=1, judge_n=4, search_steps=3, binary_steps=2, eps0=0.01,
+             shard_size=2)
+LOCAL = runner.Executor(kind="local", num_cpus=2, cpus_per_task=1)
+CURVES = specs("ACFH", ["pgd"], ["untargeted", "targeted"])
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(data_dir):
+    spec = zoo.load_spec("smoke")
+    zoo.train_zoo(spec, zoo.default_dir("smoke"), data_dir, progress=False)  # reused when CI already trained it
+    return spec
+
+
+def _csvs(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.csv"))}
+
+
+def test_local_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
+    cfg = StudyConfig.from_dict(SMALL)
+    a = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "serial").curves(CURVES,
+                                                                                                   progress=False)
+    pooled = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "local")
+    assert len(pooled.shard_tasks(CURVES)) == len(CURVES) * 2
+    b = pooled.curves(CURVES, progress=False, executor=LOCAL)
+    assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "local") and a.equals(b)
+    assert pooled.shard_tasks(CURVES) == []  # all finished in the workers: nothing left to run
+
+
+def test_killed_worker_is_replaced_and_finished_work_kept(smoke_zoo, data_dir, tmp_path):
+    cfg = StudyConfig.from_dict(SMALL)
+    Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ref").curves(CURVES, progress=False)
+    study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "run")
+    tasks = study.shard_tasks(CURVES)
+    for t in tasks[:3]:  # a first, interrupted run finished some shards
+        compute_shard_task(*t)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("*.csv")}
+    pending = study.shard_tasks(CURVES)
+    marker = tmp_path / "killed"
+    wrapped = [(str(marker) if i == 1 else None, compute_shard_task, *t) for i, t in enumerate(pending)]
+    keys = runner.run(faults.crash_once, wrapped, LOCAL, progress=False)  # the 2nd task's worker: SIGKILL once
+    assert marker.exists() and int(marker.read_text()) > 0, "a worker was killed"
+    assert len(keys) == len(pending)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("*.csv")}
+    assert {k: after[k] for k in before} == before, "finished shards were not redone"
+    assert _csvs(tmp_path / "run") == _csvs(tmp_path / "ref")
+
+
+def test_a_worker_that_keeps_dying_is_one_clear_error_and_task_errors_pass_through(tmp_path):
+    always = runner.Executor(kind="local", num_cpus=1, max_retries=1)
+    marker = tmp_path / "gone"  # the worker dies on every try
+    with pytest.raises(RuntimeError, match="a worker process died 2 times .* rerun to resume"):
+        runner.run(faults.crash_always, [(str(marker), pow, 2, 3)], always, progress=False)
+    with pytest.raises(ZeroDivisionError):
+        runner.run(divmod, [(1, 0)], always, progress=False)
+    assert runner.run(pow, [(2, 3), (3, 2), (2, 10)], LOCAL, progress=False) == [8, 9, 1024]
+
+
+def test_zoo_training_runs_as_local_tasks(smoke_zoo, data_dir, tmp_path):
+    names = ["vgg11_s0", "vgg11_s0.25"]
+    table = zoo.train_zoo(smoke_zoo, tmp_path, data_dir, only=names, progress=False, executor=LOCAL)
+    assert sorted(table.name) == sorted(names)
+    card = json.loads((tmp_path / "vgg11_s0.25.json").read_text())
+    assert card["init_from"] == "vgg11_s0" and card["threads"] == 1  # the second wave, in a 1-thread worker
