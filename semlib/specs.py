@@ -58,9 +58,12 @@ class StudyConfig:
     apgd_loss: str = "ce"
     eps_max: float = 0.1  # right end of the plotted eps grid (plots and claims only)
     shard_size: int = 50  # images per cached shard
+    channels_last: bool = True  # attack and judge channels_last, strided 1x1 convs guarded (x1.09-1.19, AVX2)
 
-    # fields that change the plots or the ledger, not a curve
+    # fields that change the plots or the ledger, not a curve; and how it is computed, not what
+    # (in the cache key through Study.key_config, never in the seeds)
     _presentation = ("n_images", "eps_max")
+    _computation = ("channels_last",)
     # names in cache keys and seeds, where a field was renamed since curves were first keyed
     _key_names = {"contrast_arch": "single_arch"}
 
@@ -84,6 +87,7 @@ class StudyConfig:
              f"binary_steps must be an integer >= 0, got {self.binary_steps!r}")
         need(self.steps == 1 or self.period < self.steps,
              f"period ({self.period}) must be below steps ({self.steps}): attacker B refreshes its draws within a run")
+        need(isinstance(self.channels_last, bool), f"channels_last must be true or false, got {self.channels_last!r}")
         need(self.norm in ("linf", "l2"), f"norm must be 'linf' or 'l2', got {self.norm!r}")
         need(0 < self.alpha < 1, f"alpha (abstention threshold) must lie in (0, 1), got {self.alpha!r}")
         need(self.eps0 > 0, f"eps0 must be > 0, got {self.eps0!r}")
@@ -108,8 +112,9 @@ class StudyConfig:
             return make_attack(name, norm=self.norm, max_queries=self.query_budget, samples=self.query_samples)
         if name == "apgd":
             return APGD(norm=self.norm, steps=self.apgd_steps, eot=1 if deterministic else self.apgd_eot,
-                        loss=self.apgd_loss)
-        return make_attack(name, norm=self.norm, steps=self.steps, eot=1 if deterministic else self.eot)
+                        loss=self.apgd_loss, channels_last=self.channels_last)
+        return make_attack(name, norm=self.norm, steps=self.steps, eot=1 if deterministic else self.eot,
+                           channels_last=self.channels_last)
 
     def curve_fields(self, attack: str | None = None) -> dict[str, Any]:
         """The settings a curve of ``attack`` depends on (its cache key): the other attacks'
@@ -119,7 +124,7 @@ class StudyConfig:
         every = {f for v in own.values() for f in v} | {"steps", "eot"}
         keep = set(own.get(attack, ("steps", "eot"))) if attack else set()
         return {self._key_names.get(k, k): v for k, v in asdict(self).items()
-                if k not in self._presentation and (k not in every or k in keep)}
+                if k not in self._presentation + self._computation and (k not in every or k in keep)}
 
 
 CUSTOM = "custom:"  # the prefix of a variant registered by Study.add_variant

@@ -11,6 +11,7 @@ curves ran before, on interruptions or on the executor.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -181,9 +182,8 @@ class Study:
 
     # ----- curves -----
     def seed_config(self, spec: CurveSpec) -> dict[str, Any]:
-        """What a curve computes, which seeds its shards: the curve, the settings it uses and a
-        listed-members SEM's members and K. The models' weights are not in it, so a retrained
-        model is attacked with the same random numbers as before."""
+        """What a curve computes, which seeds its shards: the curve, its settings, a listed-members
+        SEM's members and K — no weights, so a retrained model meets the same random numbers."""
         config = {"curve": spec.key(), "study": self.cfg.curve_fields(spec.attack)}
         members = self.variant(spec.variant).seed_entry()
         if members is not None:
@@ -194,7 +194,8 @@ class Study:
         """Everything a curve depends on, its cache key (plus the shard's range): what it
         computes (:meth:`seed_config`) and the card fingerprints of the checkpoints it uses,
         found from the spec alone, so a cached curve loads no weights."""
-        return {**self.seed_config(spec), "models": self.loaded.fingerprints(self.checkpoint_names(spec))}
+        return {**self.seed_config(spec), "models": self.loaded.fingerprints(self.checkpoint_names(spec)),
+                "layout": {k: getattr(self.cfg, k) for k in self.cfg._computation}}
 
     def checkpoint_names(self, spec: CurveSpec) -> list[str]:
         """The checkpoints whose weights the curve's models use (attacker's and judge's)."""
@@ -219,19 +220,21 @@ class Study:
                               binary_steps=self.cfg.binary_steps)
         gen = shard_generator(self.seed_config(spec), sl, self.device)
         x, y, target = self.images(sl, spec.goal == "targeted")
-        return search_distortion(attack, attack_model, judge_model, x, y, target,
-                                 norm=self.cfg.norm, search=search, judge=judge, generator=gen,
-                                 ids=self.ids[sl].numpy(), clean_generator=self.clean_generator(spec, sl))
+        with contextlib.ExitStack() as layouts:  # strided 1x1 convolutions stay NCHW (semlib.layout)
+            for m in {id(m): m for m in (attack_model, judge_model)}.values():
+                layouts.enter_context(layout.channels_last(m, self.cfg.channels_last))
+            return search_distortion(attack, attack_model, judge_model, x, y, target,
+                                     norm=self.cfg.norm, search=search, judge=judge, generator=gen,
+                                     ids=self.ids[sl].numpy(), clean_generator=self.clean_generator(spec, sl))
 
     def clean_generator(self, spec: CurveSpec, sl: slice) -> torch.Generator:
-        """Where clean correctness draws its votes: seeded by the judging model and the shard,
-        not by the curve, so every curve of one defense gives an image one clean verdict."""
+        """Clean correctness's votes: seeded by the judging model and shard, shared by its curves."""
         return shard_generator({**spec.judged_by(), "study": self.cfg.curve_fields()}, sl, self.device)
 
     def images(self, sl: slice, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Images, labels and (if ``targeted``) targets of shard ``sl`` on the study's device."""
-        to = lambda t: t[sl].to(self.device)  # noqa: E731
-        return to(self.x), to(self.y), to(self.targets) if targeted else None
+        return self.x[sl].to(self.device), self.y[sl].to(self.device), self.targets[sl].to(self.device) if targeted \
+            else None
 
     def shards(self, n_images: int | None = None) -> list[slice]:
         n = len(self.y) if n_images is None else min(n_images, len(self.y))

@@ -150,6 +150,26 @@ def test_every_curve_of_a_defense_shares_its_clean_verdicts(data_dir, tmp_path, 
     assert not all(o.equals(own[0]) for o in own[1:])  # the check above can fail
 
 
+def test_channels_last_attacks_and_judges_through_the_layout_guard(laptop, data_dir, tmp_path):
+    """STUDY channels_last: the shard's models run channels_last inside layout.channels_last
+    (strided 1x1 convolutions NCHW) and are contiguous again afterwards; results agree with the
+    contiguous run up to rounding (the binary search can move by one step on an image)."""
+    assert laptop.cfg.channels_last  # the default
+    flat_cfg = StudyConfig.from_dict({**TINY, "channels_last": False})
+    spec = CurveSpec("I", "bim")
+    assert flat_cfg.curve_fields() == laptop.cfg.curve_fields()  # the layout seeds nothing ...
+    flat = Study("laptop", flat_cfg, threshold=0.2, data_dir=data_dir, cache_dir=tmp_path)
+    specs_ = [CurveSpec("I", "bim"), CurveSpec("G", "pgd")]
+    cl = laptop
+    assert flat.seed_config(spec) == cl.seed_config(spec) and flat.key_config(spec) != cl.key_config(spec)  # ... but keys
+    a, b = flat.curves(specs_, progress=False), cl.curves(specs_, progress=False)
+    assert a.clean_correct.equals(b.clean_correct) and (a.distortion.fillna(-1) == b.distortion.fillna(-1)).mean() >= 0.5
+    model = cl.submodel(cl.spec.submodel(cl.cfg.contrast_arch, 0.0).name)
+    assert all(p.is_contiguous() for p in model.parameters())
+    with pytest.raises(ValueError, match="channels_last must be true or false"):
+        StudyConfig.from_dict({"channels_last": "yes"})
+
+
 def test_tables(laptop):
     rows = laptop.curves([CurveSpec("I", "bim")], progress=False)
     tab = asr_table(rows, laptop.eps_grid(5))

@@ -53,6 +53,7 @@ class APGD(Attack):
     rho: float = 0.75
     random_start: bool = True
     chunk: int | None = None
+    channels_last: bool = False  # feed the passes channels_last (the model inside layout.channels_last)
 
     def __post_init__(self) -> None:
         self.norm = as_norm(self.norm)
@@ -84,7 +85,8 @@ class APGD(Attack):
         for k in range(self.steps):
             self.step(model, k, generator)
             g, f = eot_gradient(model, cur, y, target, eot=self.eot, chunk=self.chunk or default_chunk(x.device),
-                                generator=generator, loss=self.loss, return_loss=True)
+                                generator=generator, loss=self.loss, return_loss=True,
+                                channels_last=self.channels_last)
             if f_prev is not None:
                 raised += (f > f_prev).float()
             f_prev = f
