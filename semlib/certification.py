@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .cache import cached_shards, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
-from .judge import JudgeConfig, judge
+from .judge import judge
 from .smoothing import NoisyClassifier, certify, deterministic
 
 
@@ -40,17 +40,18 @@ def clean_rows(study, models: dict, progress: bool = True) -> pd.DataFrame:
     (scenario, variant), as :func:`clean_models` returns them, or by a name (variant ``sem``)."""
 
     def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
-        config = JudgeConfig(n=1 if deterministic(model) else study.cfg.judge_n, alpha=study.cfg.alpha)
         x, y, _ = study.images(sl)
-        wrong, draws = judge(model, x, y, None, config, gen)
+        wrong, draws = judge(model, x, y, None, study.cfg.judge(deterministic(model)), gen)
         return pd.DataFrame({"example": study.ids[sl].numpy(), "clean_correct": (~wrong).cpu().numpy(),
                              "judge_draws": draws.cpu().numpy()})
 
-    keys = {model_label(k): k for k in models}
-    rows = per_model(study, {model_label(k): m for k, m in models.items()}, lambda label: {"clean": label}, compute,
+    keyed = {(k, "sem") if isinstance(k, str) else k: m for k, m in models.items()}
+    rows = per_model(study, {model_label(k): m for k, m in keyed.items()}, lambda label: {"clean": label}, compute,
                      "clean MC accuracy", progress)
-    key = rows.label.map(lambda lbl: keys[lbl] if isinstance(keys[lbl], tuple) else (keys[lbl], "sem"))
-    return rows.assign(scenario=[k[0] for k in key], variant=[k[1] for k in key], attack="clean", goal="untargeted")
+    scenario = {model_label(k): k[0] for k in keyed}
+    variant = {model_label(k): k[1] for k in keyed}
+    return rows.assign(scenario=rows.label.map(scenario), variant=rows.label.map(variant), attack="clean",
+                       goal="untargeted")
 
 
 def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool) -> pd.DataFrame:

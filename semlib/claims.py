@@ -187,7 +187,7 @@ def accuracy_comparison(rows: pd.DataFrame, x: Curve | str, y: Curve | str, pane
         raise ValueError(f"curves {x} and {y} share no images on {panels}")
     diff_i = ty.loc[both].astype(float).mean(axis=1) - tx.loc[both].astype(float).mean(axis=1)  # error x - error y
     d = diff_i.to_numpy()
-    boot = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    boot = paired.bootstrap_means(d, n_boot, seed)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     p = {SUPPORTED: float((np.sum(boot >= margin) + 1) / (n_boot + 1)),
          CONTRADICTED: float((np.sum(boot <= margin) + 1) / (n_boot + 1))}

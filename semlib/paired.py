@@ -124,6 +124,11 @@ def tests(t: np.ndarray, relation: str, bound: float) -> dict[str, float]:
     return {SUPPORTED: _wilcoxon(t, delta, "less"), CONTRADICTED: _wilcoxon(t, delta, "greater")}
 
 
+def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Means of ``n_boot`` resamples (with replacement) of the per-image ``values``."""
+    return values[np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))].mean(1)
+
+
 def compare(pairs: Pairs, relation: str, bound: float, *, n_boot: int = 2000, seed: int = 0,
             m_tests: int = 1, alpha: float = 0.05) -> dict:
     """The estimate, its interval, the unadjusted p-values (the larger of the two censoring
@@ -133,14 +138,14 @@ def compare(pairs: Pairs, relation: str, bound: float, *, n_boot: int = 2000, se
     informative = int(np.count_nonzero(np.abs(t) > 1e-12))
     ends = {end: tests(pairs.log_ratios(end), relation, bound) for end in ("seen", "low", "high")}
     p = {h: max(e[h] for e in ends.values()) for h in ends["low"]}  # a verdict must hold at both ends
+    worst = family(p)
     out = {"n": pairs.n, "informative": informative, "censored_x": pairs.censored("x"),
            "censored_y": pairs.censored("y"), "ratio": math.nan, "lo": math.nan, "hi": math.nan,
-           "detectable": math.nan, "n_needed": math.nan, "p": p, "family": family(p),
-           "censoring_decides": any(v < alpha <= family(p)[h] for h, v in family(ends["seen"]).items())}
+           "detectable": math.nan, "n_needed": math.nan, "p": p, "family": worst,
+           "censoring_decides": any(v < alpha <= worst[h] for h, v in family(ends["seen"]).items())}
     if pairs.n == 0:
         return out
-    rng = np.random.default_rng(seed)
-    boot = t[rng.integers(0, pairs.n, size=(n_boot, pairs.n))].mean(1)
+    boot = bootstrap_means(t, n_boot, seed)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     sd = float(t.std(ddof=1)) if pairs.n > 1 else math.nan
     z = norm.ppf(1 - alpha / (2 * m_tests)) + norm.ppf(0.8)

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import torch
 
 from .attacks import APGD, ATTACKS, Attack, make_attack
+from .judge import JudgeConfig
 from .scenarios import SCENARIOS, Defended, scenario
 from .settings import from_dict as settings_from_dict
 
@@ -115,6 +116,10 @@ class StudyConfig:
                         loss=self.apgd_loss, channels_last=self.channels_last)
         return make_attack(name, norm=self.norm, steps=self.steps, eot=1 if deterministic else self.eot,
                            channels_last=self.channels_last)
+
+    def judge(self, deterministic: bool = False) -> JudgeConfig:
+        """The Monte-Carlo judgement of this study (one vote for a ``deterministic`` model)."""
+        return JudgeConfig(n=1 if deterministic else self.judge_n, alpha=self.alpha)
 
     def curve_fields(self, attack: str | None = None) -> dict[str, Any]:
         """The settings a curve of ``attack`` depends on (its cache key): the other attacks'
@@ -240,9 +245,8 @@ def label(spec: CurveSpec, cfg: StudyConfig, variant: Variant | None = None) -> 
     for SEM-facing curves of another variant than ``sem``."""
     if not spec.sem_facing or spec.variant == "sem":
         return spec.scenario
-    v = variant or VARIANTS.get(spec.variant) or Variant(spec.variant, "members", title=spec.variant[len(CUSTOM):],
-                                                        k=(1, 1))
-    return spec.scenario + v.suffix(cfg)
+    v = variant or VARIANTS.get(spec.variant)
+    return spec.scenario + (v.suffix(cfg) if v else f" ({spec.variant[len(CUSTOM):]})")  # unregistered: its name
 
 
 def specs(defenses: Iterable[str], attacks: Iterable[str], goals: Iterable[str] = GOALS, variant: str = "sem"

@@ -30,7 +30,6 @@ from .checkpoints import Checkpoints
 from .cache import cache_key, cached, cached_shards, finished, shard_generator
 from .curves import SearchConfig, search_distortion
 from .data import eval_subset, find_data_dir
-from .judge import JudgeConfig
 from .outputs import project_root
 from .runner import Executor
 from .scenarios import SCENARIOS, Defended, Defenses, build
@@ -215,7 +214,7 @@ class Study:
         """The per-image rows of ``spec`` on images ``sl``, seeded by the curve and the shard."""
         attack_model, judge_model = self.models_for(spec)
         attack = self.attack_for(spec, attack_model)
-        judge = JudgeConfig(n=1 if deterministic(judge_model) else self.cfg.judge_n, alpha=self.cfg.alpha)
+        judge = self.cfg.judge(deterministic(judge_model))
         search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
                               binary_steps=self.cfg.binary_steps)
         gen = shard_generator(self.seed_config(spec), sl, self.device)
