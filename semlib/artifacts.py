@@ -95,8 +95,21 @@ def card_path(weights: str | os.PathLike) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+STORED_DTYPE = torch.float16  # checkpoints hold half-precision floats
+
+
+@torch.no_grad()
+def as_stored(model: torch.nn.Module, dtype: torch.dtype = STORED_DTYPE) -> torch.nn.Module:
+    """Round ``model``'s floating weights and buffers, in place, to what :func:`save_checkpoint`
+    keeps, so numbers measured next (a card's accuracies) describe the shipped weights."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            t.copy_(t.to(dtype).to(t.dtype))
+    return model
+
+
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, card: dict[str, Any],
-                    dtype: torch.dtype = torch.float16) -> dict[str, Any]:
+                    dtype: torch.dtype = STORED_DTYPE) -> dict[str, Any]:
     """Save ``model``'s state dict as safetensors (floats cast to ``dtype``) plus its JSON card.
 
     Returns the card as written (with ``sha256`` and ``semlib_version`` added).

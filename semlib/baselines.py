@@ -161,6 +161,7 @@ def train_baselines(zoo_spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir=None
                 model.seed(cfg.seed)
             result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=which, loss_fn=loss_fn)
             x, y, _ = eval_subset(zoo_spec.eval_config().n_test, data_dir)
+            artifacts.as_stored(model)  # the card describes the shipped fp16 weights
             if which == "rse":
                 model.seed(0)
             acc = accuracy(model, x, y)

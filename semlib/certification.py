@@ -16,7 +16,7 @@ from .cache import cached_shards, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
 from .judge import judge
-from .smoothing import NoisyClassifier, certify, deterministic
+from .smoothing import NoisyClassifier, certify, deterministic, pixel_radius
 
 
 def clean_models(study) -> dict[tuple[str, str], nn.Module]:
@@ -92,7 +92,9 @@ def certifiable(study, sigma: float) -> dict[str, nn.Module]:
 
 def certify_rows(study, models: dict[str, nn.Module], sigma: float, n0: int, n: int, alpha: float,
                  progress: bool = True) -> pd.DataFrame:
-    """Cohen's CERTIFY per image and model (cached): label, example, prediction, correct, radius."""
+    """Cohen's CERTIFY per image and model (cached): label, example, prediction, correct, radius
+    (L2 in the zoo's noise space, where the noise is isotropic) and radius_pixel (the pixel-space
+    L2 radius it certifies: equal for pixel noise, a lower bound for normalized noise)."""
 
     def compute(model: nn.Module, sl: slice, gen: torch.Generator) -> pd.DataFrame:
         x, _, _ = study.images(sl)
@@ -104,4 +106,5 @@ def certify_rows(study, models: dict[str, nn.Module], sigma: float, n0: int, n: 
     # "base_draws": a random base draws from the shard's generator (keys of the fixed version)
     key = lambda label: {"certify": label, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,  # noqa: E731
                          "base_draws": "seeded"}
-    return per_model(study, models, key, compute, "certify", progress)
+    rows = per_model(study, models, key, compute, "certify", progress)
+    return rows.assign(noise_space=study.spec.noise_space, radius_pixel=pixel_radius(rows.radius, study.spec.noise_space))

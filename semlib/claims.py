@@ -143,7 +143,7 @@ class Plan:
         return plan
 
 
-def _panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], value: str) -> tuple[pd.DataFrame, list[str]]:
+def panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], value: str) -> tuple[pd.DataFrame, list[str]]:
     """``value`` per image (index) and panel (columns) of ``curve``, averaged over its variants
     if it takes several; and the labels of the curves it averages."""
     keep = curve.select(rows)
@@ -165,7 +165,7 @@ def distortion_pairs(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels:
     x, y = as_curve(x), as_curve(y)
     if (x.variant is None) or (y.variant is None):
         raise ValueError("a distortion comparison takes one curve on each side (a variant, not '*')")
-    (tx, lx), (ty, ly) = (_panel_table(rows, c, panels, "distortion") for c in (x, y))
+    (tx, lx), (ty, ly) = (panel_table(rows, c, panels, "distortion") for c in (x, y))
     cols = [c for c in tx.columns if c in ty.columns]
     both = tx.index.intersection(ty.index)
     if not cols or both.empty:
@@ -181,7 +181,7 @@ def accuracy_comparison(rows: pd.DataFrame, x: Curve | str, y: Curve | str, pane
     and the one-sided bootstrap p-values of ``diff < margin`` (supported) and ``diff > margin``
     (contradicted); ``y`` may average several curves per image."""
     x, y = as_curve(x), as_curve(y)
-    (tx, lx), (ty, ly) = (_panel_table(rows, c, panels, "clean_correct") for c in (x, y))
+    (tx, lx), (ty, ly) = (panel_table(rows, c, panels, "clean_correct") for c in (x, y))
     both = tx.index.intersection(ty.index)
     if both.empty:
         raise ValueError(f"curves {x} and {y} share no images on {panels}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .attacks import ATTACKS
+from .robust import ATTACKS as ROBUST_ATTACKS, DEFENSES
 from .runner import Executor
 from .settings import is_finite
 from .specs import StudyConfig
@@ -59,6 +60,30 @@ def _cert(v: Any) -> bool:
             and is_finite(v["alpha"]) and 0 < v["alpha"] < 1)
 
 
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _robust(v: Any) -> bool:
+    """ROBUST (06b): images, budgets [[norm, eps], ...], steps, eot, targets, defenses."""
+    return (isinstance(v, dict) and set(v) == {"images", "budgets", "steps", "eot", "targets", "defenses"}
+            and all(_count(v[k]) for k in ("images", "steps", "eot", "targets"))
+            and isinstance(v["budgets"], list) and len(v["budgets"]) > 0
+            and all(isinstance(b, list) and len(b) == 2 and b[0] in ("linf", "l2") and is_finite(b[1]) and b[1] >= 0
+                    for b in v["budgets"])
+            and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
+
+
+def _convergence(v: Any) -> bool:
+    """CONVERGENCE (06b): images, eps, steps and eots (lists), at_steps, at_eot, attacks, defenses."""
+    return (isinstance(v, dict)
+            and set(v) == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks", "defenses"}
+            and all(_count(v[k]) for k in ("images", "at_steps", "at_eot")) and is_finite(v["eps"]) and v["eps"] >= 0
+            and all(isinstance(v[k], list) and len(v[k]) > 0 and all(_count(x) for x in v[k]) for k in ("steps", "eots"))
+            and isinstance(v["attacks"], list) and len(v["attacks"]) > 0 and set(v["attacks"]) <= set(ROBUST_ATTACKS)
+            and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
+
+
 def _text_hint(value: Any) -> str:
     """What to do about a number written as text: quoted, or an exponent without a dot
     (YAML reads ``1e-2`` as text, ``1.0e-2`` as a number)."""
@@ -101,6 +126,11 @@ RULES: dict[str, tuple] = {
     "N_IMAGES": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "SEED": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "OUTPUT_DIR": _optional_str,
+    "ROBUST": (_robust, f"a mapping with images, steps, eot, targets (integers >= 1), budgets ([[linf or l2, eps], "
+                        f"...]) and defenses (some of {', '.join(DEFENSES)})"),
+    "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
+                                  f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
+                                  f"defenses (some of {', '.join(DEFENSES)})"),
 }
 
 # pairs of parameters that contradict each other: (check, message) on the merged parameters

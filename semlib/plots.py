@@ -147,17 +147,37 @@ def accuracy_bars(df: pd.DataFrame, x: str = "model", y: str = "accuracy", title
     return fig
 
 
-def certified_curves(df: pd.DataFrame, title: str | None = None):
+def certified_curves(df: pd.DataFrame, title: str | None = None, xlabel: str = "L2 radius (pixels in [0, 1])"):
     """Certified accuracy against L2 radius, one line per model (columns model, radius, accuracy)."""
     _style()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     sns.lineplot(data=df, x="radius", y="accuracy", hue="model", ax=ax, drawstyle="steps-post")
-    ax.set_xlabel("L2 radius (pixels in [0, 1])")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(0, 1)
     if title:
         ax.set_title(title)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def convergence(df: pd.DataFrame, title: str | None = None):
+    """Robust accuracy (percent, Clopper-Pearson band) against attack iterations and against EOT
+    samples, one line per model (rows of :func:`semlib.robust.convergence`)."""
+    _style()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, (sweep, label) in zip(axes, (("steps", "APGD iterations"), ("eot", "EOT samples per iteration"))):
+        for model, g in df[df.sweep == sweep].groupby("label", sort=False):
+            g = g.sort_values("value")
+            line, = ax.plot(g.value, g.robust, marker="o", label=model)
+            ax.fill_between(g.value, g.robust_lo, g.robust_hi, alpha=0.15, color=line.get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("robust accuracy (%)")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -12,8 +12,10 @@ Noise space (``noise_space``):
 ``"normalized"``
     noise of std ``sigma`` added *after* the model's normalization layer. Because that layer
     is ``(x - mean) / std_c``, this equals pixel noise with per-channel std ``sigma * std_c``
-    (about ``sigma / 4`` on CIFAR-10); we add it in pixel space with that scale. An L2
-    certificate in pixels then holds with ``sigma * min_c std_c`` in place of sigma.
+    (about ``sigma / 4`` on CIFAR-10); we add it in pixel space with that scale. Cohen's
+    certificate holds where the noise is isotropic, i.e. in normalized units; a pixel
+    perturbation ``d`` moves the normalized image by ``d_c / std_c``, so a normalized radius
+    ``R`` certifies at least the pixel L2 radius ``R * min_c std_c`` (:func:`pixel_radius`).
 """
 from __future__ import annotations
 
@@ -67,6 +69,12 @@ def pixel_noise_std(sigma: float, space: str | NoiseSpace, like: torch.Tensor) -
     else:
         std = sigma * torch.tensor(CIFAR10_STD)
     return std.view(1, 3, 1, 1).to(device=like.device, dtype=like.dtype)
+
+
+def pixel_radius(radius: torch.Tensor | float, space: str | NoiseSpace):
+    """A pixel-space L2 radius certified by ``radius`` (Cohen's radius in the noise's own space):
+    the radius itself for pixel noise; ``radius * min_c std_c`` (a lower bound) for normalized noise."""
+    return radius * (1.0 if noise_space(space) is NoiseSpace.PIXEL else min(CIFAR10_STD))
 
 
 def add_noise(x: torch.Tensor, sigma: float, space: str | NoiseSpace = NoiseSpace.PIXEL,
@@ -195,7 +203,8 @@ def clopper_pearson(k: torch.Tensor, n: int, alpha: float = 0.05) -> tuple[torch
 @dataclass
 class Certificate:
     """Result of :func:`certify` for a batch: ``prediction`` int64 ``[B]`` (ABSTAIN = -1),
-    ``radius`` float ``[B]`` (L2, pixel units; 0 where abstained), ``p_lower`` float ``[B]``."""
+    ``radius`` float ``[B]`` (L2 in the units of ``sigma``, i.e. the noise space; 0 where
+    abstained; pixel units via :func:`pixel_radius`), ``p_lower`` float ``[B]``."""
 
     prediction: torch.Tensor
     radius: torch.Tensor
@@ -209,7 +218,8 @@ def certify(classifier: Callable, x: torch.Tensor, sigma: float, n0: int, n: int
 
     With probability at least ``1 - alpha`` a returned class is the smoothed classifier's
     prediction everywhere within the L2 ``radius = sigma * Phi^-1(p_lower)`` of ``x``.
-    ``sigma`` is the noise std the radius is computed with (pixel units).
+    ``sigma`` is the noise std the radius is computed with: the radius is in the space where the
+    noise is isotropic with that std (pixels, or normalized units: :func:`pixel_radius`).
     """
     _check_alpha(alpha)
     sigma = check_sigma(sigma)

@@ -95,7 +95,7 @@ class StudyConfig:
         need(self.eps_max > 0, f"eps_max must be > 0, got {self.eps_max!r}")
         need(self.query_budget >= 2 * self.query_samples,
              f"query_budget ({self.query_budget}) must be >= 2 * query_samples ({self.query_samples})")
-        need(self.apgd_loss in ("ce", "dlr"), f"apgd_loss must be 'ce' or 'dlr', got {self.apgd_loss!r}")
+        need(self.apgd_loss in ("ce", "dlr", "vote"), f"apgd_loss must be 'ce', 'dlr' or 'vote', got {self.apgd_loss!r}")
         for name in ("k_range", "k_range_large"):
             k = getattr(self, name)
             need(isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(v, int) for v in k)
@@ -114,8 +114,8 @@ class StudyConfig:
         if name == "apgd":
             return APGD(norm=self.norm, steps=self.apgd_steps, eot=1 if deterministic else self.apgd_eot,
                         loss=self.apgd_loss, channels_last=self.channels_last)
-        return make_attack(name, norm=self.norm, steps=self.steps, eot=1 if deterministic else self.eot,
-                           channels_last=self.channels_last)
+        return make_attack(name, norm=self.norm, steps=1 if name == "fgsm" else self.steps,  # FGSM: one step
+                           eot=1 if deterministic else self.eot, channels_last=self.channels_last)
 
     def judge(self, deterministic: bool = False) -> JudgeConfig:
         """The Monte-Carlo judgement of this study (one vote for a ``deterministic`` model)."""

@@ -35,10 +35,11 @@ def summary_table(rows: pd.DataFrame, eps_points: Iterable[float]) -> pd.DataFra
     return pd.DataFrame(out)
 
 
-def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray) -> pd.DataFrame:
+def certified_accuracy(rows: pd.DataFrame, radii: np.ndarray, column: str = "radius") -> pd.DataFrame:
     """Certified accuracy at each radius: the fraction of images whose certified prediction is
-    correct with a radius >= r. Columns model, radius, accuracy."""
-    return pd.DataFrame([{"model": label, "radius": float(r), "accuracy": float((g.correct & (g.radius >= r)).mean())}
+    correct with a ``column`` (``radius``: noise space; ``radius_pixel``: pixels) >= r.
+    Columns model, radius, accuracy."""
+    return pd.DataFrame([{"model": label, "radius": float(r), "accuracy": float((g.correct & (g[column] >= r)).mean())}
                          for label, g in rows.groupby("label", sort=False) for r in radii])
 
 

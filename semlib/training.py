@@ -84,7 +84,8 @@ def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
 
 def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
           progress: bool = True, desc: str = "train",
-          loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> TrainResult:
+          loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          on_step: Callable[[nn.Module], None] | None = None) -> TrainResult:
     """Train ``model`` in place.
 
     Parameters
@@ -94,6 +95,7 @@ def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     cfg : TrainConfig
     loss_fn : ``loss_fn(model, x, y) -> scalar`` on an augmented, noised batch; default the
         label-smoothed cross-entropy of ``model(x)`` (the ADP baseline passes its own)
+    on_step : called with the model after every optimizer step (e.g. to keep a weight average)
     """
     if x_uint8.dtype != torch.uint8:
         raise ValueError(f"training images must be uint8 [N, 3, 32, 32], got {x_uint8.dtype}")
@@ -141,6 +143,8 @@ def train(model: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if on_step is not None:
+                    on_step(model)
                 running += loss.item() * len(idx)
                 count += len(idx)
                 step += 1

@@ -68,6 +68,7 @@ def train_zoo(spec: ZooSpec, zoo_dir: str | os.PathLike, data_dir: str | os.Path
             artifacts.load_weights(model, zoo_dir / f"{parent}.safetensors")
         model.to(dev)
         result = train(model, train_data.x, train_data.y, cfg, progress=progress, desc=sub.name)
+        artifacts.as_stored(model)  # the card's numbers describe the fp16 weights that are shipped
         metrics = evaluate_submodel(model, sub, spec.eval_config(), data_dir)
         card = {
             "name": sub.name, "arch": sub.arch, "family": sub.family, "sigma": sub.sigma,

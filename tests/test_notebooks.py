@@ -3,10 +3,13 @@ executed notebooks with nbval. Marked slow: it trains the smoke zoo (about a min
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from semlib import checklist
+from semlib.models import CIFAR10_STD
 from semlib.pipeline import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,13 +111,22 @@ def test_06_certify_sem_runs_on_smoke(data_dir):
     assert {"SEM", "F", "G"} <= set(acc.model) and acc.accuracy.between(0, 1).all()
     assert set(cert.model) == {"SEM", "F", "G"}
     assert (cert.sort_values("radius").groupby("model").accuracy.diff().dropna() <= 0).all()  # falls with radius
-    _figures_exist("06_certify_sem", "clean_accuracy", "certified_accuracy")
+    # the pixel curve is the noise-space curve on radii scaled by the noise space's factor
+    (rows, pixel) = _tables("06_certify_sem", "certificates", "certified_accuracy_pixel")
+    scale = 1.0 if rows.noise_space.iloc[0] == "pixel" else min(CIFAR10_STD)
+    assert np.allclose(rows.radius_pixel, rows.radius * scale)
+    assert np.allclose(pixel.radius, cert.radius * scale) and (pixel.accuracy.values == cert.accuracy.values).all()
+    _figures_exist("06_certify_sem", "clean_accuracy", "certified_accuracy", "certified_accuracy_pixel")
 
 
 def test_06b_adaptive_runs_on_smoke(data_dir):
     run_notebook(ROOT / "notebooks" / "06b_adaptive.ipynb", "smoke")
-    _check_curves("06b_adaptive", {"SEM", "F", "G", "A"}, {"apgd", "bim"}, {"untargeted"})
-    _figures_exist("06b_adaptive", "adaptive")
+    _check_curves("06b_adaptive", {"SEM", "F", "G", "A"}, {"apgd", "bim", "fgsm"}, {"untargeted"})
+    rows, tab, conv = _tables("06b_adaptive", "robust_rows", "robust_accuracy", "convergence")
+    assert set(tab.label) == {"SEM", "F", "G", "H", "I", "RSE", "ADP"} and (tab.images == 4).all()
+    assert (rows.robust <= rows.clean_correct).all() and (tab.robust <= tab.clean).all()
+    assert set(conv.sweep) == {"steps", "eot"} and set(conv[conv.sweep == "eot"].label) == {"SEM", "F", "G"}
+    _figures_exist("06b_adaptive", "adaptive", "convergence")
 
 
 def test_07_claims_runs_on_smoke(data_dir):
@@ -125,6 +137,12 @@ def test_07_claims_runs_on_smoke(data_dir):
     assert set(ledger.verdict) <= {"supported", "contradicted", "equivalent", "inconclusive", "not evaluable"}
     assert (ledger.set_index("claim").drop(["clean_accuracy", "noise_space"]).verdict == "not evaluable").all()
     assert _metrics("07_claims")["metrics"]["verdicts"] == dict(zip(ledger.claim, ledger.verdict))
+    (checks,) = _tables("07_claims", "checklist")
+    assert set(checks.check) == set(checklist.TEXT) and set(checks.status) <= {"pass", "fail", "no evidence"}
+    # 06b ran FGSM and an unbounded budget: those checks find their data (smoke models may leave
+    # no image correctly classified, which is "no evidence" of another kind)
+    found = checks[checks.check.isin(["iterative_vs_single_step", "unbounded_succeeds"])]
+    assert len(found) >= 4 and not found.evidence.str.contains("curves on|no robust-accuracy budget").any()
     _figures_exist("07_claims", "ledger")
 
 

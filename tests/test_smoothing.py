@@ -5,9 +5,9 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from semlib.models import CIFAR10_STD
+from semlib.models import CIFAR10_STD, Normalize
 from semlib.smoothing import (ABSTAIN, NoisyClassifier, add_noise, certify, clopper_pearson, lower_confidence_bound,
-                              mc_counts, mc_success, predict)
+                              mc_counts, mc_success, pixel_radius, predict)
 
 
 class LinearBinary(nn.Module):
@@ -47,6 +47,37 @@ def test_certified_radius_is_a_lower_bound_close_to_the_true_distance():
                    generator=torch.Generator().manual_seed(2))
     assert cert.prediction.item() == 1
     assert 0.2 < cert.radius.item() <= margin
+
+
+@pytest.mark.parametrize("channel", [None, 1, 2])
+def test_normalized_noise_radius_and_its_pixel_bound(channel):
+    """A linear classifier on normalized inputs z = (x - mu) / s, noise N(0, sigma^2) on z: Cohen's
+    radius holds in z (true distance: the margin); in pixels the boundary lies at
+    |w.z + b| / |w / s|, never below the certified radius times min_c s_c (tight when w lives on
+    the channel with the smallest std, channel 1 on CIFAR-10)."""
+    sigma, margin = 0.5, 0.25
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(3, 32 * 32, generator=g)
+    if channel is not None:
+        w[[c for c in range(3) if c != channel]] = 0
+    std = torch.tensor(CIFAR10_STD)[:, None]
+    x = torch.full((1, 3, 32, 32), 0.5)
+    lin = LinearBinary(w.flatten(), 0.0)
+    normalize = Normalize()
+    z = normalize(x)
+    lin.b = margin - float(z.flatten(1) @ lin.w)
+    model = nn.Sequential(normalize, lin)
+    cert = certify(NoisyClassifier(model, sigma, "normalized"), x, sigma, n0=100, n=20_000, alpha=0.001,
+                   num_classes=2, generator=torch.Generator().manual_seed(2))
+    assert cert.prediction.item() == 1
+    assert 0.2 < cert.radius.item() <= margin  # normalized units
+    true_pixel = margin / float((lin.w.view(3, -1) / std).norm())  # distance to the boundary in pixels
+    bound = float(pixel_radius(cert.radius, "normalized"))
+    assert bound == pytest.approx(cert.radius.item() * min(CIFAR10_STD))
+    assert bound <= true_pixel
+    if channel == 1:
+        assert bound > 0.8 * true_pixel
+    assert float(pixel_radius(cert.radius, "pixel")) == cert.radius.item()
 
 
 def test_radius_formula_for_a_constant_classifier():

@@ -9,7 +9,7 @@ from semlib import artifacts
 from semlib.data import load_split
 from semlib.models import build_model
 from semlib.training import TrainConfig, augment, lr_at, train
-from semlib.zoo import SubModelSpec, ZooSpec, load_submodel, train_zoo, zoo_table
+from semlib.zoo import SubModelSpec, ZooSpec, evaluate_submodel, load_submodel, train_zoo, zoo_table
 
 
 def test_loss_falls_on_a_small_real_subset(data_dir):
@@ -55,6 +55,19 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.allclose(model(x), again(x), atol=2e-2)  # weights stored in fp16
     for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-3, rtol=1e-3), k
+
+
+def test_as_stored_is_exactly_what_a_checkpoint_gives_back(tmp_path):
+    torch.manual_seed(0)
+    model = _tiny()
+    model.body[0][1].running_var.uniform_(0.5, 2.0)  # buffers are rounded too
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    artifacts.save_checkpoint(model, tmp_path / "m.safetensors", {"name": "m"})
+    loaded = artifacts.load_weights(_tiny(), tmp_path / "m.safetensors").state_dict()
+    assert any(not torch.equal(before[k], loaded[k]) for k in before)  # fp16 changes fp32 weights
+    artifacts.as_stored(model)
+    for k, v in model.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, loaded[k]), k
 
 
 def test_foreign_checkpoint_is_refused(tmp_path):
@@ -130,6 +143,10 @@ def test_zoo_trains_resumes_and_loads(data_dir, tmp_path):
     sub = load_submodel(tmp_path, "vgg11_s0.25")
     assert sub.sigma == 0.25 and not sub.training
     assert len(zoo_table(tmp_path)) == 2
+    # the card's numbers describe the shipped (fp16) weights: re-evaluating them gives the same
+    card = artifacts.read_card(tmp_path / "vgg11_s0.25.safetensors")
+    again = evaluate_submodel(sub.base, spec.submodel("vgg11", 0.25), spec.eval_config(), data_dir)
+    assert (again["clean_accuracy"], again["aca"]) == (card["clean_accuracy"], card["aca"])
 
 
 def test_zoo_spec_errors():

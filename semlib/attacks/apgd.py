@@ -8,7 +8,13 @@ x_k) + 0.25 (x_k - x_{k-1}))``; at checkpoints ``w_j = ceil(p_j N)`` (``p_0 = 0,
 p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``) the step halves and the iterate restarts from
 the best point if fewer than ``rho`` of the steps since the last checkpoint raised the loss,
 or if neither the step nor the best loss changed. The result is the best point found (highest
-EOT-mean loss). Loss ``ce`` or ``dlr`` (:func:`semlib.attacks.gradient.attack_loss`).
+EOT-mean loss). Loss ``ce``, ``dlr`` or ``vote`` (:func:`semlib.attacks.gradient.attack_loss`;
+``vote`` raises the mean soft vote of the best wrong class of the previous step, or of the target).
+
+Given ``success`` (a callable ``success(x_adv, ids) -> bool [n]``, e.g. the Monte-Carlo judge
+with fresh votes), every iterate is checked before its gradient is spent and the first
+successful point of an example is its result; it stops spending passes (AutoAttack's rule,
+here with the defense's own decision rule rather than one noisy forward pass).
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import torch
 
 from ..settings import check_real, is_int
 from .base import Attack, Norm, as_norm, direction, project, random_start
-from .gradient import default_chunk, eot_gradient
+from .gradient import default_chunk, eot_gradient, forward
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -38,7 +44,7 @@ class APGD(Attack):
     Parameters
     ----------
     steps : iterations (one EOT gradient each)
-    loss : ``"ce"`` or ``"dlr"``
+    loss : ``"ce"``, ``"dlr"`` or ``"vote"``
     eot : stochastic passes averaged per iteration
     momentum : weight of the new step (0.75 in the paper)
     rho : fraction of loss-raising steps below which the step size halves
@@ -63,34 +69,54 @@ class APGD(Attack):
                              f"{self.chunk!r}")
         check_real("momentum", self.momentum, hi=1.0)
         check_real("rho", self.rho, hi=1.0)
-        if self.loss not in ("ce", "dlr"):
-            raise ValueError(f"unknown APGD loss {self.loss!r}; choose 'ce' or 'dlr'")
+        if self.loss not in ("ce", "dlr", "vote"):
+            raise ValueError(f"unknown APGD loss {self.loss!r}; choose 'ce', 'dlr' or 'vote'")
 
     @property
     def name(self) -> str:
         return f"apgd-{self.loss}"
 
-    def run(self, model, x, y, eps, target, generator):
-        b = len(x)
+    checks_success = True
+
+    def run(self, model, x, y, eps, target, generator, success=None):
+        b, dev = len(x), x.device
         eta = (2 * eps).view(-1, 1, 1, 1).clone()
         cur = random_start(x, eps, self.norm, generator) if self.random_start else x.clone()
         prev = cur.clone()
-        best_x, best_f = cur.clone(), torch.full((b,), float("-inf"), device=x.device)
+        best_x, best_f = cur.clone(), torch.full((b,), float("-inf"), device=dev)
         best_g = torch.zeros_like(x)
-        f_prev = None
-        raised = torch.zeros(b, device=x.device)
+        f_prev = torch.zeros(b, device=dev)
+        raised = torch.zeros(b, device=dev)
         ckpts, last = checkpoints(self.steps), 0
         eta_then, best_then = eta.clone(), best_f.clone()
+        done = torch.zeros(b, dtype=torch.bool, device=dev)  # a successful iterate was found
+        result = x.clone()
+        passes = torch.zeros(b, dtype=torch.long)
+        aim = target if self.loss != "vote" or target is not None else _best_wrong(
+            _soft_votes(model, cur, generator), y)
         self.begin(model, b, generator)
-        for k in range(self.steps):
+        for k in range(self.steps + 1):
+            if success is not None:
+                self._check(success, cur, done, result)
+            live = torch.nonzero(~done).flatten()
+            if k == self.steps or len(live) == 0:
+                break
             self.step(model, k, generator)
-            g, f = eot_gradient(model, cur, y, target, eot=self.eot, chunk=self.chunk or default_chunk(x.device),
-                                generator=generator, loss=self.loss, return_loss=True,
-                                channels_last=self.channels_last)
-            if f_prev is not None:
+            out = eot_gradient(model, cur[live], y[live], None if aim is None else aim[live], eot=self.eot,
+                               chunk=self.chunk or default_chunk(dev), generator=generator, loss=self.loss,
+                               return_loss=True, channels_last=self.channels_last, ids=live,
+                               return_votes=self.loss == "vote" and target is None)
+            passes[live.cpu()] += self.eot
+            g = torch.zeros_like(x)
+            f = f_prev.clone()
+            g[live], f[live] = out[0], out[1]
+            if self.loss == "vote" and target is None:
+                aim = aim.clone()
+                aim[live] = _best_wrong(out[2], y[live])  # the next step aims at this step's best wrong class
+            if k > 0:
                 raised += (f > f_prev).float()
             f_prev = f
-            better = f > best_f
+            better = (f > best_f) & ~done
             best_x[better], best_f[better], best_g[better] = cur[better], f[better], g[better]
             if k in ckpts:
                 stalled = raised < self.rho * (k - last)
@@ -104,4 +130,24 @@ class APGD(Attack):
             nxt = z if k == 0 else project(cur + self.momentum * (z - cur) + (1 - self.momentum) * (cur - prev),
                                            x, eps, self.norm)
             prev, cur = cur, nxt.detach()
-        return best_x, self.spent(b, self.steps * self.eot), self.spent(b, 0)
+        result[~done] = best_x[~done]
+        return result, passes, self.spent(b, 0)
+
+    @staticmethod
+    def _check(success, cur: torch.Tensor, done: torch.Tensor, result: torch.Tensor) -> None:
+        """Judge the iterates of the examples not yet broken; keep the first successful one."""
+        rows = torch.nonzero(~done).flatten()
+        if len(rows):
+            hit = rows[success(cur[rows], rows).to(rows.device)]
+            done[hit], result[hit] = True, cur[hit]
+
+
+@torch.no_grad()
+def _soft_votes(model, x: torch.Tensor, generator) -> torch.Tensor:
+    """The soft vote ``softmax(logits)`` of one stochastic pass, ``[B, C]``."""
+    return forward(model, x, torch.arange(len(x), device=x.device), generator).float().softmax(1)
+
+
+def _best_wrong(votes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The wrong class with the largest (mean soft) vote, ``[B]``."""
+    return votes.scatter(1, y[:, None], float("-inf")).argmax(1)

@@ -75,12 +75,21 @@ class Attack:
     def name(self) -> str:
         return type(self).__name__.lower()
 
+    checks_success = False  # whether run() takes ``success`` (judges its iterates, keeps the first success)
+
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | float,
-                 target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+                 target: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 success=None) -> AttackResult:
         """Attack images ``x`` ``[B, 3, H, W]`` (pixels in [0, 1]) with labels ``y`` ``[B]`` at
-        per-example budgets ``eps`` ``[B]``; targeted when ``target`` ``[B]`` is given."""
+        per-example budgets ``eps`` ``[B]``; targeted when ``target`` ``[B]`` is given.
+        ``success(x_adv, ids) -> bool [n]``: judge iterates on the way (attacks with ``checks_success``)."""
         eps = check_inputs(x, y, eps, target)
-        x_adv, gradients, queries = self.run(model, x.detach(), y, eps, target, generator)
+        if success is None:
+            x_adv, gradients, queries = self.run(model, x.detach(), y, eps, target, generator)
+        elif not self.checks_success:
+            raise ValueError(f"{self.name} does not judge its iterates; pass success only to APGD")
+        else:
+            x_adv, gradients, queries = self.run(model, x.detach(), y, eps, target, generator, success=success)
         return AttackResult(x_adv, gradients, queries)
 
     def run(self, model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, target: torch.Tensor | None,

@@ -46,12 +46,22 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | No
     ``ce``: CE(y) untargeted, -CE(target) targeted. ``dlr``: the difference of logits ratio of
     Croce & Hein (2020), ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)`` untargeted and
     ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` targeted (z sorted decreasingly: pi).
+    ``vote``: the soft vote of the class ``target`` names minus that of the true class,
+    ``softmax(z)_t - softmax(z)_y`` — aligned with the Monte-Carlo rule (success when a wrong
+    class gets an alpha fraction of the votes) and linear in the softmax, so its EOT mean is
+    the margin of the mean soft vote; an untargeted attack names the best wrong class
+    (:class:`semlib.attacks.apgd.APGD` picks it from the mean soft vote of the previous step).
     """
     z = logits.float()
+    if kind == "vote":
+        if target is None:
+            raise ValueError("the vote loss needs the class whose vote to raise (target)")
+        p = z.softmax(1)
+        return p.gather(1, target[:, None]).squeeze(1) - p.gather(1, y[:, None]).squeeze(1)
     if kind == "ce":
         return F.cross_entropy(z, y, reduction="none") if target is None else -F.cross_entropy(z, target, reduction="none")
     if kind != "dlr":
-        raise ValueError(f"unknown attack loss {kind!r}; choose 'ce' or 'dlr'")
+        raise ValueError(f"unknown attack loss {kind!r}; choose 'ce', 'dlr' or 'vote'")
     if z.shape[1] < (3 if target is None else 4):
         raise ValueError(f"the DLR loss needs at least {3 if target is None else 4} classes, got {z.shape[1]}")
     zs = z.sort(1, descending=True).values
@@ -65,17 +75,21 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | No
 
 def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None, *, eot: int = 1,
                  chunk: int = 256, generator: torch.Generator | None = None, bf16: bool = False,
-                 channels_last: bool = False, loss: str = "ce", return_loss: bool = False
-                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                 channels_last: bool = False, loss: str = "ce", return_loss: bool = False,
+                 ids: torch.Tensor | None = None, return_votes: bool = False):
     """Mean over ``eot`` stochastic passes of the input gradient of :func:`attack_loss`. ``[B, 3, H, W]``
-    (with ``return_loss``: also the mean loss ``[B]``).
+    (with ``return_loss``: also the mean loss ``[B]``; with ``return_votes``: also the mean soft
+    vote ``softmax(logits)`` ``[B, C]``).
 
     ``channels_last`` feeds the passes in channels_last memory format (pays on CPUs when the
-    model's weights are channels_last too: ``model.to(memory_format=torch.channels_last)``)."""
+    model's weights are channels_last too: ``model.to(memory_format=torch.channels_last)``).
+    ``ids``: which attacked image each row of ``x`` is (default its position), for models that
+    hold per-image draws when an attack works on a subset of its images."""
     b = len(x)
     owners = torch.arange(b, device=x.device).repeat(eot)  # sample-major: every image once per sample
     grad = torch.zeros_like(x)
     total = torch.zeros(b, dtype=torch.float32, device=x.device)
+    votes = None
     for s in range(0, b * eot, chunk):
         idx = owners[s:s + chunk]
         xin = x[idx].detach()
@@ -83,12 +97,17 @@ def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
             xin = xin.contiguous(memory_format=torch.channels_last)
         xin.requires_grad_(True)
         with autocast(bf16, x.device):
-            logits = forward(model, xin, idx, generator)
+            logits = forward(model, xin, idx if ids is None else ids[idx], generator)
         value = attack_loss(logits, y[idx], None if target is None else target[idx], loss)
         (g,) = torch.autograd.grad(value.sum(), xin)
         grad.index_add_(0, idx, g.to(grad.dtype).contiguous())
         total.index_add_(0, idx, value.detach())
-    return (grad / eot, total / eot) if return_loss else grad / eot
+        if return_votes:
+            if votes is None:
+                votes = torch.zeros(b, logits.shape[1], dtype=torch.float32, device=x.device)
+            votes.index_add_(0, idx, logits.detach().float().softmax(1))
+    out = (grad / eot,) + ((total / eot,) if return_loss else ()) + ((votes / eot,) if return_votes else ())
+    return out if len(out) > 1 else out[0]
 
 
 @dataclass

@@ -1,0 +1,172 @@
+"""The evaluation checklist of Carlini et al. (2019, "On Evaluating Adversarial Robustness"),
+computed from a preset's outputs: for every defense where the data exist, a check with
+``pass``, ``fail`` or ``no evidence`` and the numbers behind it.
+
+Paired checks ("attack X is at least as strong as attack Y") compare per-image minimal
+distortions on the same images (:mod:`semlib.paired`: geometric-mean ratio ``d_Y / d_X`` with a
+bootstrap interval; images never broken bounded by the pixel range). A paired check fails when
+X needs significantly *more* distortion than Y: the one-sided Wilcoxon test of that direction,
+Holm-adjusted over every paired check of the list, below ``alpha``. The other checks:
+
+* ``asr_reaches_one``: every image the defense classifies correctly is broken, within the
+  search, by some white-box attack (03);
+* ``more_steps_never_weaken`` / ``more_eot_never_weaken``: robust accuracy never rises with a
+  larger budget beyond sampling noise (the next value's 95% interval lies above the previous
+  one's) (06b convergence);
+* ``converged``: the last doubling of iterations and of EOT samples changes robust accuracy by
+  less than one point;
+* ``unbounded_succeeds``: at an Linf budget >= 0.5 no image stays robust (06b).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paired
+from .claims import Curve, panel_table, read_rows
+
+WB = [("bim", "untargeted"), ("mim", "untargeted"), ("pgd", "untargeted"),
+      ("bim", "targeted"), ("mim", "targeted"), ("pgd", "targeted")]
+_U = [p for p in WB if p[1] == "untargeted"]
+_T = [p for p in WB if p[1] == "targeted"]
+_QUERY = [("nes", "untargeted"), ("spsa", "untargeted"), ("nes", "targeted"), ("spsa", "targeted")]
+_WB_FOR_QUERY = [("bim", "untargeted"), ("bim", "untargeted"), ("bim", "targeted"), ("bim", "targeted")]
+
+# (check, defense, (source, curve, panels) of the attack expected to be at least as strong, the same of the other)
+PAIRED = [
+    *[("whitebox_vs_transfer", "SEM", ("03_whitebox_transfer", "A", WB), ("03_whitebox_transfer", t, WB)) for t in "CD"],
+    *[("iterative_vs_single_step", d if d != "A" else "SEM", ("06b_adaptive", d, [("bim", "untargeted")]),
+       ("06b_adaptive", d, [("fgsm", "untargeted")])) for d in "AFG"],
+    *[("targeted_implies_untargeted", d if d != "A" else "SEM", ("03_whitebox_transfer", d, _U),
+       ("03_whitebox_transfer", d, _T)) for d in "AFGHI"],
+    ("gradient_free_not_stronger", "SEM", ("03_whitebox_transfer", "A", _WB_FOR_QUERY), ("04_query_blackbox", "E", _QUERY)),
+    ("gradient_free_not_stronger", "F", ("03_whitebox_transfer", "F", _WB_FOR_QUERY), ("04_query_blackbox", "J", _QUERY)),
+]
+TEXT = {
+    "whitebox_vs_transfer": "white-box (A) at least as strong as transfer from a substitute",
+    "iterative_vs_single_step": "iterative (BIM) at least as strong as single-step (FGSM)",
+    "targeted_implies_untargeted": "an untargeted attack needs no more distortion than a targeted one",
+    "gradient_free_not_stronger": "gradient-free (NES, SPSA) no stronger than white-box (else gradients are masked)",
+    "asr_reaches_one": "every correctly classified image is broken at a large enough eps",
+    "more_steps_never_weaken": "more attack iterations never weaken the attack",
+    "more_eot_never_weaken": "more EOT samples never weaken the attack",
+    "converged": "the last doubling of iterations and of EOT samples moves robust accuracy < 1 point",
+    "unbounded_succeeds": "an unbounded attack (Linf >= 0.5) leaves no image robust",
+}
+
+
+def _side(rows: pd.DataFrame | None, curve: str, panels) -> pd.DataFrame | None:
+    """Distortions of ``curve`` per image, one column per listed panel (in order), or None."""
+    if rows is None:
+        return None
+    cols = []
+    for panel in panels:
+        try:
+            t, _ = panel_table(rows, Curve.parse(curve), [panel], "distortion")
+        except ValueError:
+            return None
+        cols.append(t.iloc[:, 0])
+    return pd.concat(cols, axis=1, keys=range(len(cols)))
+
+
+def _row(check: str, defense: str, status: str, evidence: str, **numbers) -> dict:
+    return {"check": check, "defense": defense, "text": TEXT[check], "status": status, "evidence": evidence,
+            **{k: numbers.get(k, np.nan) for k in ("estimate", "lo", "hi", "n")}}
+
+
+def run(outputs: str | os.PathLike, preset: str, *, ceiling: float, norm: str = "linf", alpha: float = 0.05,
+        n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Every check on ``<outputs>/<notebook>/<preset>/`` tables; one row per check and defense."""
+    root = Path(outputs)
+    tables: dict[str, pd.DataFrame | None] = {}
+
+    def rows_of(source: str, name: str = "distortions") -> pd.DataFrame | None:
+        if (source, name) not in tables:
+            path = root / source / preset / f"tab_{name}.csv"
+            tables[source, name] = (read_rows(path) if name == "distortions" else pd.read_csv(path)) \
+                if path.is_file() else None
+        return tables[source, name]
+
+    results, out = [], []
+    for check, defense, (sx, cx, px), (sy, cy, py) in PAIRED:
+        a, b = _side(rows_of(sx), cx, px), _side(rows_of(sy), cy, py)
+        if a is None or b is None or a.index.intersection(b.index).empty:
+            out.append(_row(check, defense, "no evidence", f"no {cx if a is None else cy} curves on "
+                            f"{px if a is None else py} in {sx if a is None else sy}"))
+            continue
+        both = a.index.intersection(b.index)
+        pairs = paired.Pairs.from_distortions(a.loc[both].to_numpy(), b.loc[both].to_numpy(), ceiling=ceiling,
+                                              norm_=norm)
+        r = paired.compare(pairs, ">", 1.25, n_boot=n_boot, seed=seed, alpha=alpha)
+        results.append((len(out), r))
+        out.append(_row(check, defense, "pending", f"d({cy}) / d({cx}) on {len(py)} panel(s)", estimate=r["ratio"],
+                        lo=r["lo"], hi=r["hi"], n=r["n"]))
+    adjusted = paired.holm([r["p"][paired.CONTRADICTED] for _, r in results])
+    for (i, r), p in zip(results, adjusted):
+        if r["n"] == 0:
+            out[i].update(status="no evidence", evidence=out[i]["evidence"] + ": no image both classify correctly")
+        else:
+            out[i].update(status="fail" if p < alpha else "pass",
+                          evidence=f"{out[i]['evidence']}: {r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}], "
+                                   f"n {r['n']}, Holm p (X needs more) {p:.3g}")
+    out += _asr_reaches_one(rows_of("03_whitebox_transfer"))
+    out += _convergence(rows_of("06b_adaptive", "convergence"))
+    out += _unbounded(rows_of("06b_adaptive", "robust_rows"))
+    return pd.DataFrame(out)
+
+
+def _asr_reaches_one(rows: pd.DataFrame | None) -> list[dict]:
+    if rows is None:
+        return [_row("asr_reaches_one", "all", "no evidence", "03_whitebox_transfer has not run")]
+    out = []
+    for d in "AFGHI":
+        t = _side(rows, d, WB)
+        if t is None:
+            continue
+        ok = rows[(rows.scenario == d) & (rows.variant == "sem")].groupby("example").clean_correct.all()
+        t = t.loc[ok[ok].index]
+        never = int(t.isna().all(axis=1).sum())
+        out.append(_row("asr_reaches_one", "SEM" if d == "A" else d, "pass" if never == 0 and len(t) else
+                        "fail" if never else "no evidence",
+                        f"{never} of {len(t)} correctly classified images unbroken by every white-box attack within "
+                        f"the search", estimate=never, n=len(t)))
+    return out
+
+
+def _convergence(conv: pd.DataFrame | None) -> list[dict]:
+    if conv is None:
+        return [_row(c, "all", "no evidence", "06b_adaptive has no convergence table")
+                for c in ("more_steps_never_weaken", "more_eot_never_weaken", "converged")]
+    out, last = [], {}
+    for (label, sweep), g in conv.groupby(["label", "sweep"], sort=False):
+        g = g.sort_values("value")
+        rises = [(int(v0), int(v1), r1 - r0) for (v0, r0, h0), (v1, r1, l1) in
+                 zip(g[["value", "robust", "robust_hi"]].to_numpy(), g[["value", "robust", "robust_lo"]].to_numpy()[1:])
+                 if l1 > h0]
+        check = "more_steps_never_weaken" if sweep == "steps" else "more_eot_never_weaken"
+        out.append(_row(check, label, "fail" if rises else "pass",
+                        "; ".join(f"{a} -> {b}: +{d:.1f} points" for a, b, d in rises) or
+                        f"robust accuracy {', '.join(f'{r:.1f}' for r in g.robust)} % at {sweep} "
+                        f"{', '.join(str(int(v)) for v in g.value)}", n=int(g.images.iloc[0])))
+        if len(g) >= 2 and g.value.iloc[-1] >= 2 * g.value.iloc[-2]:
+            last.setdefault(label, []).append((sweep, float(g.robust.iloc[-1] - g.robust.iloc[-2])))
+    for label, moves in last.items():
+        worst = max(abs(m) for _, m in moves)
+        out.append(_row("converged", label, "pass" if worst < 1 else "fail",
+                        "; ".join(f"last doubling of {s}: {m:+.1f} points" for s, m in moves), estimate=worst))
+    return out
+
+
+def _unbounded(rows: pd.DataFrame | None) -> list[dict]:
+    big = None if rows is None else rows[(rows.norm == "linf") & (rows.eps >= 0.5)]
+    if big is None or big.empty:
+        return [_row("unbounded_succeeds", "all", "no evidence", "no robust-accuracy budget with Linf eps >= 0.5")]
+    out = []
+    for label, g in big.groupby("label", sort=False):
+        k = int(g.robust.sum())
+        out.append(_row("unbounded_succeeds", label, "pass" if k == 0 else "fail",
+                        f"{k} of {len(g)} images robust at Linf {g.eps.max():g}", estimate=k, n=len(g)))
+    return out

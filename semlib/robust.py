@@ -1,0 +1,191 @@
+"""Robust accuracy at a fixed budget, in the format researchers know (RobustBench): per image,
+the defense's clean Monte-Carlo verdict and whether the strongest of several attacks finds a
+point the defense's own rule calls adversarial. One attack run per image and attack (no eps
+search).
+
+The attacks (AutoAttack's white-box part for randomized defenses, Croce et al. 2022, plus a
+loss aimed at the Monte-Carlo rule), each with EOT over the defense's randomness and success
+judged at every iterate with fresh votes (:class:`semlib.attacks.APGD` ``success``):
+
+``apgd-ce``
+    untargeted APGD on the cross-entropy;
+``apgd-dlr-t``
+    targeted APGD on the DLR loss, once per target: the ``targets`` classes other than the
+    label with the largest mean soft vote on the clean image;
+``apgd-vote``
+    untargeted APGD on the soft-vote margin of the best wrong class (``attack_loss`` ``vote``).
+
+An image is robust when it is classified correctly (Monte-Carlo rule, abstention counts as
+an error) and every attack fails; each attack only sees the images still robust (the
+strongest per image is kept). Deterministic models get one pass per step and one vote.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .attacks import APGD
+from .certification import per_model
+from .attacks.gradient import forward
+from .judge import JudgeConfig, judge
+from .settings import is_int, is_real
+from .scenarios import Defended
+from .smoothing import clopper_pearson, deterministic
+
+ATTACKS = ("apgd-ce", "apgd-dlr-t", "apgd-vote")
+DEFENSES = ("SEM", "F", "G", "H", "I", "RSE", "ADP")  # the table's rows
+_DEFENDED = {"SEM": Defended.SEM, "F": Defended.ENSEMBLE_SMOOTHED, "G": Defended.SINGLE_SMOOTHED,
+             "H": Defended.ENSEMBLE, "I": Defended.SINGLE}
+
+
+@dataclass
+class RobustConfig:
+    """A fixed-budget evaluation: ``eps`` in the ``norm`` (pixels in [0, 1]); every attack runs
+    ``steps`` iterations of ``eot`` samples; ``votes`` soft-vote passes pick the targets."""
+
+    eps: float
+    norm: str = "linf"
+    steps: int = 100
+    eot: int = 20
+    attacks: tuple[str, ...] = ATTACKS
+    targets: int = 9
+    votes: int = 8
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if not (is_real(self.eps) and np.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be a finite budget >= 0, got {self.eps!r}")
+        if not all(is_int(v) and v >= 1 for v in (self.steps, self.eot, self.targets, self.votes)):
+            raise ValueError(f"steps, eot, targets and votes must be integers >= 1, got {self.steps!r}, "
+                             f"{self.eot!r}, {self.targets!r}, {self.votes!r}")
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown or not self.attacks:
+            raise ValueError(f"attacks must name some of {list(ATTACKS)}, got {list(self.attacks)}")
+        self.attacks = tuple(self.attacks)
+        if isinstance(self.judge, dict):
+            self.judge = JudgeConfig(**self.judge)
+
+
+def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: RobustConfig,
+             generator: torch.Generator | None = None, ids=None) -> pd.DataFrame:
+    """One row per image: ``example``, ``clean_correct``, ``robust``, ``broken_by`` (the first
+    attack that succeeded, "" if none), ``gradients`` (EOT passes spent) and ``judge_draws``.
+
+    ``attack_model`` is differentiated (the defense itself for a white-box evaluation),
+    ``judge_model`` decides success by its Monte-Carlo rule."""
+    fixed = deterministic(judge_model)
+    jcfg = JudgeConfig(n=1, alpha=cfg.judge.alpha, chunk=cfg.judge.chunk) if fixed else cfg.judge
+    eot = 1 if deterministic(attack_model) else cfg.eot
+    b = len(x)
+    wrong, draws = judge(judge_model, x, y, None, jcfg, generator)
+    alive = ~wrong
+    clean_correct = alive.clone()
+    broken_by = np.array([""] * b, dtype=object)
+    grads = torch.zeros(b, dtype=torch.long)
+    draws = draws.cpu().clone()
+    eps = torch.full((b,), float(cfg.eps), device=x.device)
+
+    def run(rows: torch.Tensor, loss: str, target: torch.Tensor | None) -> torch.Tensor:
+        """Attack ``rows``; which of them were broken (judged at every iterate)."""
+        hit = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
+
+        def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+            ok, d = judge(judge_model, xa, y[rows][at], None, jcfg, generator)
+            draws[rows[at].cpu()] += d.cpu()
+            hit[at[ok]] = True
+            return ok
+
+        attack = APGD(norm=cfg.norm, steps=cfg.steps, eot=eot, loss=loss, channels_last=cfg.channels_last)
+        res = attack(attack_model, x[rows], y[rows], eps[rows], target, generator, success=success)
+        grads[rows.cpu()] += res.gradients
+        return hit
+
+    for name in cfg.attacks:
+        if name == "apgd-dlr-t":
+            ranking = _ranking(attack_model, x, y, cfg.votes, generator)
+            for j in range(min(cfg.targets, ranking.shape[1])):
+                rows = torch.nonzero(alive).flatten()
+                if len(rows) == 0:
+                    break
+                hit = run(rows, "dlr", ranking[rows, j])
+                _mark(rows[hit], name, alive, broken_by)
+        else:
+            rows = torch.nonzero(alive).flatten()
+            if len(rows):
+                _mark(rows[run(rows, name.removeprefix("apgd-"), None)], name, alive, broken_by)
+    return pd.DataFrame({"example": np.arange(b) if ids is None else np.asarray(ids),
+                         "clean_correct": clean_correct.cpu().numpy(), "robust": alive.cpu().numpy(),
+                         "broken_by": broken_by, "gradients": grads.numpy(), "judge_draws": draws.numpy()})
+
+
+def _mark(rows: torch.Tensor, name: str, alive: torch.Tensor, broken_by: np.ndarray) -> None:
+    alive[rows] = False
+    broken_by[rows.cpu().numpy()] = name
+
+
+@torch.no_grad()
+def _ranking(model, x: torch.Tensor, y: torch.Tensor, votes: int, generator) -> torch.Tensor:
+    """Classes other than the label, by decreasing mean soft vote over ``votes`` passes, ``[B, C - 1]``."""
+    passes = 1 if deterministic(model) else votes
+    index = torch.arange(len(x), device=x.device)
+    p = sum(forward(model, x, index, generator).float().softmax(1) for _ in range(passes)) / passes
+    order = p.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)
+    return order[:, :-1]
+
+
+def table(rows: pd.DataFrame, by: str | list[str] = "model", ci_alpha: float = 0.05) -> pd.DataFrame:
+    """Clean and robust accuracy per group of :func:`evaluate` rows, in percent, with two-sided
+    (1 - ci_alpha) Clopper-Pearson intervals."""
+    out = []
+    for key, g in rows.groupby(by, sort=False):
+        rec = dict(zip([by] if isinstance(by, str) else by, key if isinstance(key, tuple) else (key,)))
+        n = len(g)
+        for col, name in (("clean_correct", "clean"), ("robust", "robust")):
+            k = int(g[col].sum())
+            lo, hi = clopper_pearson(torch.tensor([k]), n, ci_alpha)
+            rec.update({name: 100 * k / n, f"{name}_lo": 100 * float(lo), f"{name}_hi": 100 * float(hi)})
+        rec.update(images=n, **{f"broken_by_{a}": int((g.broken_by == a).sum()) for a in ATTACKS})
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, torch.nn.Module]:
+    """The study's defended models by name: the SEM (its ``variant``), F, G, H, I and the
+    trained baselines RSE and ADP."""
+    unknown = [n for n in names if n not in DEFENSES]
+    if unknown:
+        raise ValueError(f"unknown defenses {unknown}; choose from {list(DEFENSES)}")
+    d = study.defenses(variant)
+    return {n: d.models[_DEFENDED[n]] if n in _DEFENDED else study.baseline(n) for n in names}
+
+
+def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True) -> pd.DataFrame:
+    """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
+    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``."""
+    def compute(model, sl: slice, gen: torch.Generator) -> pd.DataFrame:
+        x, y, _ = study.images(sl)
+        return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy())
+
+    key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)}}  # noqa: E731
+    rows = per_model(study, models, key, compute, f"robust accuracy {cfg.norm} {cfg.eps:.4g}", progress)
+    return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot)
+
+
+def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, steps: list[int], eots: list[int],
+                progress: bool = True) -> pd.DataFrame:
+    """Robust accuracy against the attack's iterations (at ``cfg.eot``) and against its EOT
+    samples (at ``cfg.steps``): :func:`table` rows with ``sweep`` (``steps`` or ``eot``) and
+    ``value``; deterministic models have no EOT sweep (one pass is exact)."""
+    out = []
+    for sweep, values in (("steps", steps), ("eot", eots)):
+        for v in values:
+            chosen = models if sweep == "steps" else {k: m for k, m in models.items() if not deterministic(m)}
+            if not chosen:
+                continue
+            rows = study_rows(study, chosen, replace(cfg, **{sweep: int(v)}), progress)
+            out.append(table(rows, "label").assign(sweep=sweep, value=int(v)))
+    return pd.concat(out, ignore_index=True)

@@ -1,0 +1,72 @@
+"""The evaluation checklist (semlib.checklist) on synthetic outputs whose truth is known:
+attacks that are stronger or weaker by construction, a defense with unbroken images, a
+convergence sweep that rises, and an unbounded budget."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from semlib import checklist
+
+CEIL = 0.5
+RATIO = {  # distortion multiplier of each curve against A's (a curve needing more is weaker)
+    "A": 1.0, "C": 2.0, "D": 0.5, "F": 1.0, "G": 1.0, "H": 1.0, "I": 1.0, "E": 2.0, "J": 0.5}
+
+
+def _rows(scenarios, attacks, goals, base, n=60, broken=True, extra=None):
+    out = []
+    for s in scenarios:
+        for a in attacks:
+            for g in goals:
+                d = base * RATIO.get(s, 1.0) * (1.5 if g == "targeted" else 1.0) * (1.0 if a != "fgsm" else 1.6)
+                if extra is not None and s in extra:
+                    d = extra[s](d.copy())
+                out.append(pd.DataFrame({"example": np.arange(n), "distortion": d, "clean_correct": True,
+                                         "label": s, "scenario": s, "attack": a, "goal": g, "variant": "sem"}))
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.fixture()
+def outputs(tmp_path):
+    rng = np.random.default_rng(0)
+    base = np.exp(rng.normal(np.log(0.02), 0.4, 60))
+    # F: six images never broken by any white-box attack (censored at the ceiling)
+    unbroken = {"F": lambda d: np.where(np.arange(60) < 6, np.nan, d)}
+
+    def save(nb, name, df):
+        (tmp_path / nb / "p").mkdir(parents=True, exist_ok=True)
+        df.to_csv(tmp_path / nb / "p" / f"tab_{name}.csv", index=False)
+
+    save("03_whitebox_transfer", "distortions", _rows("ACDFGHI", ["bim", "mim", "pgd"], ["untargeted", "targeted"],
+                                                      base, extra=unbroken))
+    save("04_query_blackbox", "distortions", _rows("EJ", ["nes", "spsa"], ["untargeted", "targeted"], base))
+    save("06b_adaptive", "distortions", _rows("AFG", ["bim", "fgsm"], ["untargeted"], base))
+    conv = pd.DataFrame({"label": ["SEM"] * 6, "sweep": ["steps"] * 3 + ["eot"] * 3, "value": [10, 20, 40, 1, 2, 4],
+                         "robust": [50.0, 40.0, 39.5, 10.0, 40.0, 45.0], "images": 500})
+    conv["robust_lo"], conv["robust_hi"] = conv.robust - 4, conv.robust + 4
+    save("06b_adaptive", "convergence", conv)
+    save("06b_adaptive", "robust_rows", pd.DataFrame({"label": ["SEM"] * 5 + ["F"] * 5, "norm": "linf", "eps": 1.0,
+                                                      "robust": [False] * 5 + [False] * 4 + [True]}))
+    return tmp_path
+
+
+def test_checks_find_what_was_built_in(outputs):
+    t = checklist.run(outputs, "p", ceiling=CEIL)
+    by = t.groupby(["check", "defense"]).status.apply(list).to_dict()
+    assert by["whitebox_vs_transfer", "SEM"] == ["pass", "fail"]  # C needs 2x A; D only half: A is weaker
+    assert by["iterative_vs_single_step", "SEM"] == ["pass"] and by["iterative_vs_single_step", "F"] == ["pass"]
+    assert all(by["targeted_implies_untargeted", d] == ["pass"] for d in ("SEM", "F", "G", "H", "I"))
+    assert by["gradient_free_not_stronger", "SEM"] == ["pass"] and by["gradient_free_not_stronger", "F"] == ["fail"]
+    assert by["asr_reaches_one", "SEM"] == ["pass"] and by["asr_reaches_one", "F"] == ["fail"]
+    f_row = t[(t.check == "asr_reaches_one") & (t.defense == "F")].iloc[0]
+    assert f_row.estimate == 6 and f_row.n == 60
+    assert by["more_steps_never_weaken", "SEM"] == ["pass"] and by["more_eot_never_weaken", "SEM"] == ["fail"]
+    assert by["converged", "SEM"] == ["fail"]  # the last EOT doubling moved it 5 points
+    assert by["unbounded_succeeds", "SEM"] == ["pass"] and by["unbounded_succeeds", "F"] == ["fail"]
+    ratio = t[(t.check == "whitebox_vs_transfer")].estimate.tolist()
+    assert ratio == pytest.approx([2.0, 0.5], rel=1e-6)
+    assert set(t.status) == {"pass", "fail"} and (t.evidence.str.len() > 10).all()
+
+
+def test_missing_outputs_are_no_evidence(tmp_path):
+    t = checklist.run(tmp_path, "p", ceiling=CEIL)
+    assert set(t.status) == {"no evidence"} and t.evidence.str.len().min() > 10

@@ -1,0 +1,108 @@
+"""Robust accuracy at a fixed budget (semlib.robust): analytic cases on a linear model, the
+strongest attack per image, a defense no attack can move, and the table's intervals."""
+import pytest
+import torch
+from torch import nn
+
+from semlib.judge import JudgeConfig
+from semlib.robust import RobustConfig, evaluate, table
+
+
+def _linear():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).eval()
+    x = 0.25 + 0.5 * torch.rand(12, 3, 32, 32)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:3] = (y[:3] + 1) % 10  # three clean errors
+    return model, x, y
+
+
+def _margin_linf(model, x, y):
+    """Exact Linf distance of each image to its nearest wrong-class region of a linear model
+    (box constraints ignored: the images lie far inside [0, 1])."""
+    w, b = model[1].weight, model[1].bias
+    z = model(x)
+    gaps = []
+    for j in range(10):
+        dw = (w[y] - w[j]).abs().sum(1)
+        gaps.append(torch.where(torch.tensor(j) == y, torch.full_like(dw, float("inf")),
+                                (z.gather(1, y[:, None]).squeeze(1) - z[:, j]) / dw))
+    return torch.stack(gaps, 1).amin(1)
+
+
+def test_linear_model_is_broken_exactly_beyond_its_margin():
+    model, x, y = _linear()
+    with torch.no_grad():
+        margin = _margin_linf(model, x, y)
+    eps = float(margin[3:].median())
+    rows = evaluate(model, model, x, y, RobustConfig(eps=eps, steps=20), generator=torch.Generator().manual_seed(0))
+    assert rows.clean_correct.tolist() == [False] * 3 + [True] * 9
+    expect = (margin >= eps * 1.02).tolist()  # the attack reaches the linear optimum of a vertex
+    for i in range(3, 12):
+        if margin[i] > eps * 1.02 or margin[i] < eps * 0.98:  # clear of the boundary
+            assert rows.robust[i] == expect[i], (i, float(margin[i]), eps)
+    assert not rows.robust[:3].any()  # a clean error is never robust
+    zero = evaluate(model, model, x, y, RobustConfig(eps=0.0, steps=5), generator=torch.Generator().manual_seed(0))
+    assert zero.robust.tolist() == zero.clean_correct.tolist()
+
+
+def test_each_attack_sees_only_the_images_still_robust():
+    model, x, y = _linear()
+    cfg = RobustConfig(eps=0.5, steps=10, attacks=("apgd-ce", "apgd-dlr-t", "apgd-vote"))
+    rows = evaluate(model, model, x, y, cfg, generator=torch.Generator().manual_seed(0))
+    assert not rows.robust.any()
+    assert set(rows.broken_by[3:]) == {"apgd-ce"} and set(rows.broken_by[:3]) == {""}
+    # broken at the first judged iterate or soon after: never the later attacks' passes
+    assert (rows.gradients[3:] <= 10).all() and (rows.gradients[:3] == 0).all()
+
+
+class Coin(nn.Module):
+    """Votes the label (written in the image: pixel value label / 10) with probability p
+    whatever else the input is: an eps of 8/255 cannot move it, so the robust fraction is the
+    judge's own (the MC rule with n votes and threshold alpha)."""
+
+    deterministic = False
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x, generator=None):
+        lab = (x[:, 0, 0, 0].detach() * 10).round().long()
+        keep = torch.rand(len(x), generator=generator) < self.p
+        cls = torch.where(keep, lab, (lab + 1) % 10)
+        return nn.functional.one_hot(cls, 10).float() * 5 + 0 * x.flatten(1).sum(1, keepdim=True)
+
+
+def test_an_immovable_defense_keeps_what_the_judge_gives():
+    from scipy.stats import binom
+
+    y = torch.arange(200) % 10
+    x = (y / 10).view(-1, 1, 1, 1).expand(200, 3, 32, 32).clone()
+    model = Coin(0.75)
+    cfg = RobustConfig(eps=8 / 255, steps=2, eot=2, attacks=("apgd-ce",), judge=JudgeConfig(n=20, alpha=0.3))
+    rows = evaluate(model, model, x, y, cfg, generator=torch.Generator().manual_seed(0))
+    # robust: correct at the clean judgement and at each of the 3 judged iterates (2 steps + the last)
+    p_ok = binom.cdf(5, 20, 0.25)  # fewer than 6 of 20 votes (30%) for the other class
+    assert rows.clean_correct.mean() == pytest.approx(p_ok, abs=0.1)
+    assert rows.robust.mean() == pytest.approx(p_ok ** 4, abs=0.07)
+
+
+def test_table_has_clopper_pearson_bounds():
+    import pandas as pd
+
+    rows = pd.DataFrame({"model": ["a"] * 10 + ["b"] * 4, "clean_correct": [True] * 10 + [True, True, False, False],
+                         "robust": [True] * 5 + [False] * 5 + [False] * 4, "broken_by": [""] * 5 + ["apgd-ce"] * 9})
+    t = table(rows).set_index("model")
+    assert t.loc["a", "robust"] == 50 and t.loc["a", "robust_lo"] == pytest.approx(18.71, abs=0.01)
+    assert t.loc["a", "robust_hi"] == pytest.approx(81.29, abs=0.01)
+    assert t.loc["b", "clean"] == 50 and t.loc["b", "robust_hi"] == pytest.approx(60.24, abs=0.01)
+    assert t.loc["a", "broken_by_apgd-ce"] == 5
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="attacks must name"):
+        RobustConfig(eps=0.1, attacks=("fgsm",))
+    with pytest.raises(ValueError, match="eps must be"):
+        RobustConfig(eps=-1)
