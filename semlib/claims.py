@@ -21,7 +21,6 @@ their display label.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +28,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import paired
 from .paired import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_EVALUABLE, SUPPORTED
 from .settings import is_finite
-from .smoothing import clopper_pearson
 from .yamlsafe import load_yaml
 
-SCORES = ("distortion", "error")
+SCORES = ("distortion", "error", "robust")
+SOURCE_TABLE = {"distortion": "distortions", "error": "distortions", "robust": "robust_rows"}
 
 
 @dataclass(frozen=True)
@@ -86,8 +84,10 @@ def read_rows(path: str | os.PathLike) -> pd.DataFrame:
 class Claim:
     """A claim: comparisons ``(x, relation, y)`` of two curves on ``panels`` (attack, goal) of
     the per-image rows of notebook ``source``. ``score``: ``distortion`` (``x > y``: x is the more
-    vulnerable; ``x <= y``: x is no more vulnerable, up to the plan's bound) or ``error`` (clean
-    Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin)."""
+    vulnerable; ``x <= y``: x is no more vulnerable, up to the plan's bound), ``error`` (clean
+    Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin) or
+    ``robust`` (robust-accuracy errors at fixed budgets, panels ``[robust, "linf 8/255"]``;
+    ``x > y``: x is robust on fewer images; equivalent within the margin)."""
 
     key: str
     text: str
@@ -103,7 +103,7 @@ class Claim:
             raise ValueError(f"claim {self.key}: score must be one of {SCORES}, got {self.score!r}")
         self.comparisons = [(as_curve(x), rel, as_curve(y)) for x, rel, y in self.comparisons]
         for _, rel, _ in self.comparisons:
-            if rel not in paired.RELATIONS or (self.score == "error" and rel != "<="):
+            if rel not in paired.RELATIONS or (self.score == "error" and rel != "<="):  # robust: both
                 raise ValueError(f"claim {self.key}: relation must be one of {paired.RELATIONS} ('<=' for an "
                                  f"accuracy claim), got {rel!r}")
         self.panels = [tuple(p) for p in self.panels]
@@ -176,25 +176,19 @@ def distortion_pairs(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels:
 
 
 def accuracy_comparison(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels: list[tuple[str, str]], *,
-                        margin: float, n_boot: int = 2000, seed: int = 0) -> dict:
-    """``mean error(x) - mean error(y)`` over the images both have, with a bootstrap interval
-    and the one-sided bootstrap p-values of ``diff < margin`` (supported) and ``diff > margin``
-    (contradicted); ``y`` may average several curves per image."""
+                        margin: float, relation: str = "<=", value: str = "clean_correct", n_boot: int = 2000,
+                        seed: int = 0) -> dict:
+    """Paired errors (``1 - value`` per image, averaged over panels) of ``x`` and ``y`` on the
+    images both have (:func:`semlib.paired.error_difference`; ``y`` may average several curves):
+    clean Monte-Carlo errors, or robust-accuracy errors (``value="robust"``)."""
     x, y = as_curve(x), as_curve(y)
-    (tx, lx), (ty, ly) = (panel_table(rows, c, panels, "clean_correct") for c in (x, y))
+    (tx, lx), (ty, ly) = (panel_table(rows, c, panels, value) for c in (x, y))
     both = tx.index.intersection(ty.index)
     if both.empty:
         raise ValueError(f"curves {x} and {y} share no images on {panels}")
-    diff_i = ty.loc[both].astype(float).mean(axis=1) - tx.loc[both].astype(float).mean(axis=1)  # error x - error y
-    d = diff_i.to_numpy()
-    boot = paired.bootstrap_means(d, n_boot, seed)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    p = {SUPPORTED: float((np.sum(boot >= margin) + 1) / (n_boot + 1)),
-         CONTRADICTED: float((np.sum(boot <= margin) + 1) / (n_boot + 1))}
-    return {"x": _name(lx, x), "y": _name(ly, y), "n": len(d), "estimate": float(d.mean()), "lo": float(lo),
-            "hi": float(hi), "p": p, "family": paired.family(p), "informative": int(np.count_nonzero(d)),
-            "censoring_decides": False,
-            "detectable": np.nan, "n_needed": np.nan, "censored_x": 0, "censored_y": 0}
+    err = [1 - t.loc[both].astype(float).mean(axis=1).to_numpy() for t in (tx, ty)]
+    return {"x": _name(lx, x), "y": _name(ly, y),
+            **paired.error_difference(err[0], err[1], relation, margin, n_boot=n_boot, seed=seed)}
 
 
 def combine(verdicts: list[str]) -> str:
@@ -208,7 +202,7 @@ def combine(verdicts: list[str]) -> str:
 
 def _describe(r: dict, score: str) -> str:
     what = f"{r['y']}/{r['x']} distortion ratio {r['estimate']:.2f}" if score == "distortion" else \
-        f"error {r['x']} - {r['y']} {r['estimate']:+.3f}"
+        f"{'robust ' if score == 'robust' else ''}error {r['x']} - {r['y']} {r['estimate']:+.3f}"
     lo, hi = (f"{r['lo']:.2f}", f"{r['hi']:.2f}") if score == "distortion" else (f"{r['lo']:+.3f}", f"{r['hi']:+.3f}")
     return f"{r['x']} {r['relation']} {r['y']}: {what} [{lo}, {hi}], n {r['n']} -> {r['verdict']}"
 
@@ -221,17 +215,20 @@ def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: floa
     Returns (one row per claim, one row per comparison). A claim whose source notebook has not
     run is reported as ``not computed``, never silently dropped."""
     outputs = Path(outputs)
-    rows_by_source: dict[str, pd.DataFrame | None] = {}
+    rows_by_source: dict[tuple[str, str], pd.DataFrame | None] = {}
     results: list[tuple[Claim, dict]] = []
-    m_tests = sum(2 if c.score == "distortion" and rel == ">" else 1 for c in plan.claims for _, rel, _ in c.comparisons)
+    m_tests = sum(2 if c.score != "error" and rel == ">" else 1 for c in plan.claims for _, rel, _ in c.comparisons)
     for c in plan.claims:
-        if c.source not in rows_by_source:
-            path = outputs / c.source / preset / "tab_distortions.csv"
-            rows_by_source[c.source] = read_rows(path) if path.is_file() else None
-        rows = rows_by_source[c.source]
+        table = (c.source, SOURCE_TABLE[c.score])
+        if table not in rows_by_source:
+            path = outputs / c.source / preset / f"tab_{table[1]}.csv"
+            rows_by_source[table] = read_rows(path) if path.is_file() else None
+        rows = rows_by_source[table]
         for x, rel, y in c.comparisons if rows is not None else []:
-            if c.score == "error":
-                r = accuracy_comparison(rows, x, y, c.panels, margin=plan.accuracy_margin, n_boot=n_boot, seed=seed)
+            if c.score != "distortion":
+                r = accuracy_comparison(rows, x, y, c.panels, margin=plan.accuracy_margin, relation=rel,
+                                        value="robust" if c.score == "robust" else "clean_correct", n_boot=n_boot,
+                                        seed=seed)
             else:
                 pairs, x_name, y_name = distortion_pairs(rows, x, y, c.panels, ceiling=ceiling, norm=norm)
                 r = paired.compare(pairs, rel, plan.bound, n_boot=n_boot, seed=seed, m_tests=m_tests, alpha=plan.alpha)
@@ -251,7 +248,7 @@ def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: floa
     ledger_rows = []
     for c in plan.claims:
         mine = [r for claim, r in results if claim is c]
-        if rows_by_source[c.source] is None:
+        if rows_by_source[c.source, SOURCE_TABLE[c.score]] is None:
             ledger_rows.append({"claim": c.key, "text": c.text, "figure": c.figure, "source": c.source,
                                 "verdict": "not computed", "comparisons": "", "images": 0,
                                 "notes": f"run notebooks/{c.source}.ipynb on {preset} first"})
@@ -272,24 +269,3 @@ def markdown(ledger_df: pd.DataFrame) -> str:
         lines.append(f"| {r.text} | **{r.verdict}** | {r.comparisons} | {det:.2f} |" if det == det else
                      f"| {r.text} | **{r.verdict}** | {r.comparisons} | – |")
     return "\n".join(lines)
-
-
-def noise_space_finding(recipes_json: str | os.PathLike, paper_aca: float = 0.8015, arch: str = "resnet18") -> dict:
-    """The paper's open question — are its sigmas in pixel units? — from the recipe benchmark
-    (``benchmarks/results/zoo_recipes.json``: ACA at sigma 1.5 with pixel-space and with
-    normalized-space noise, same model and fine-tuning). *Contradicted* when the pixel-space
-    ACA's 95% interval lies below the normalized-space one and below the paper's Table-1 value
-    (``paper_aca``, ResNet18 at sigma 1.5): only noise after normalization comes near the paper."""
-    row = next(r for r in json.loads(Path(recipes_json).read_text())["noise_space"] if r["arch"] == arch)
-    n = 100
-    (p_lo, p_hi), (n_lo, n_hi) = [[float(v) for v in clopper_pearson(torch.tensor([round(row[k] * n)]), n)]
-                                  for k in ("pixel_aca", "normalized_aca")]
-    separated = p_hi < n_lo and p_hi < paper_aca
-    verdict_ = CONTRADICTED if separated else INCONCLUSIVE
-    return {"claim": "noise_space", "figure": "table1", "source": "benchmarks/bench_zoo_recipes.py",
-            "text": "the paper's sigmas are in pixel units (Table 1's ~80% ACA at sigma 1.5 is reachable with pixel-space noise)",
-            "verdict": verdict_, "images": n,
-            "comparisons": (f"{arch} ACA at sigma 1.5: pixel {row['pixel_aca']:.2f} [{p_lo:.2f}, {p_hi:.2f}], "
-                            f"normalized {row['normalized_aca']:.2f} [{n_lo:.2f}, {n_hi:.2f}], paper {paper_aca:.2f}"),
-            "notes": "laptop-scale models fine-tuned 1 epoch; the paper's full-size models are stronger, so only the "
-                     "gap between the two noise spaces is evidence"}

@@ -155,6 +155,29 @@ def compare(pairs: Pairs, relation: str, bound: float, *, n_boot: int = 2000, se
     return out
 
 
+def error_difference(err_x: np.ndarray, err_y: np.ndarray, relation: str, margin: float, *, n_boot: int = 2000,
+                     seed: int = 0) -> dict:
+    """Paired per-image error rates (each in [0, 1], e.g. a mean over panels): the mean of
+    ``err_x - err_y`` with a bootstrap 95% interval and one-sided bootstrap p-values (the share
+    of resamples on the wrong side). ``"<="``: *supported* is ``diff < margin`` (x is no worse
+    than y up to the margin), *contradicted* ``diff > margin``. ``">"``: x errs more than y —
+    *supported* ``diff > 0``, *contradicted* ``diff < 0``, *equivalent* ``|diff| < margin``."""
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    d = np.asarray(err_x, dtype=float) - np.asarray(err_y, dtype=float)
+    boot = bootstrap_means(d, n_boot, seed)
+    share = lambda mask: float((np.sum(mask) + 1) / (n_boot + 1))  # noqa: E731
+    if relation == "<=":
+        p = {SUPPORTED: share(boot >= margin), CONTRADICTED: share(boot <= margin)}
+    else:
+        p = {SUPPORTED: share(boot <= 0), CONTRADICTED: share(boot >= 0),
+             EQUIVALENT: max(share(boot >= margin), share(boot <= -margin))}
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return {"n": len(d), "estimate": float(d.mean()), "lo": float(lo), "hi": float(hi), "p": p, "family": family(p),
+            "informative": int(np.count_nonzero(d)), "censoring_decides": False, "detectable": np.nan,
+            "n_needed": np.nan, "censored_x": 0, "censored_y": 0}
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm's step-down adjustment (family-wise error rate), in the given order."""
     m = len(pvalues)

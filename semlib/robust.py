@@ -171,8 +171,16 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
         return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy())
 
     key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)}}  # noqa: E731
-    rows = per_model(study, models, key, compute, f"robust accuracy {cfg.norm} {cfg.eps:.4g}", progress)
-    return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot)
+    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress)
+    # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget
+    return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot, scenario=rows.label, variant="sem",
+                       attack="robust", goal=budget(cfg.norm, cfg.eps))
+
+
+def budget(norm: str, eps: float) -> str:
+    """A budget as the claims plan names it: ``linf 8/255`` (Linf in 255ths when whole), ``l2 0.5``."""
+    k = eps * 255
+    return f"linf {k:.0f}/255" if norm == "linf" and abs(k - round(k)) < 1e-6 else f"{norm} {eps:g}"
 
 
 def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, steps: list[int], eots: list[int],

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semlib import claims
+from semlib import claims, paper
 from semlib.claims import Claim, Curve, Plan, accuracy_comparison, distortion_pairs
 from semlib.paired import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_EVALUABLE, SUPPORTED
 from semlib.outputs import project_root
@@ -38,7 +38,7 @@ def test_curve_names():
 def test_the_plan_holds_every_paper_claim_in_order():
     plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
     assert [c.key for c in plan.claims] == ["H_vs_I", "F_vs_G", "B_weakest", "A_vs_F", "K68_vs_K14", "WRN_vs_hetero",
-                                            "clean_accuracy", "query_E_vs_J", "adaptive"]
+                                            "clean_accuracy", "query_E_vs_J", "adaptive", "adaptive_robust"]
     assert plan.alpha == 0.05 and plan.bound == 1.25 and plan.accuracy_margin == 0.05
     k68 = next(c for c in plan.claims if c.key == "K68_vs_K14")
     assert k68.comparisons == [(Curve("A", "sem_k68"), ">", Curve("A"))] and len(k68.panels) == 6
@@ -145,7 +145,44 @@ def test_a_claim_is_checked_when_made():
 def test_noise_space_finding(tmp_path):
     p = tmp_path / "r.json"
     p.write_text(json.dumps({"noise_space": [{"arch": "resnet18", "pixel_aca": 0.26, "normalized_aca": 0.62}]}))
-    row = claims.noise_space_finding(p)
+    row = paper.noise_space_finding(p)
     assert row["verdict"] == CONTRADICTED and "pixel 0.26 [0.18, 0.36]" in row["comparisons"]
     p.write_text(json.dumps({"noise_space": [{"arch": "resnet18", "pixel_aca": 0.55, "normalized_aca": 0.62}]}))
-    assert claims.noise_space_finding(p)["verdict"] == INCONCLUSIVE
+    assert paper.noise_space_finding(p)["verdict"] == INCONCLUSIVE
+
+
+def test_robust_accuracy_claims_from_simulated_paired_outcomes(tmp_path):
+    """The robust score: per image, robust or not at one budget, paired across defenses. A true
+    12-point gap on 400 images is supported; identical outcomes (no discordant image) are not
+    evaluable; a reversed gap is contradicted; 2% of images flipped either way is equivalent
+    within the 5-point margin."""
+    from semlib.robust import budget
+
+    rng = np.random.default_rng(4)
+    n = 400
+    sem = rng.random(n) < 0.50
+
+    def rows(label, robust):
+        return pd.DataFrame({"label": label, "scenario": label, "variant": "sem", "attack": "robust",
+                             "goal": budget("linf", 8 / 255), "example": np.arange(n), "robust": robust,
+                             "clean_correct": True, "norm": "linf", "eps": 8 / 255})
+
+    weaker = sem & (rng.random(n) > 0.24)  # loses about 12 points, only on images the SEM keeps
+    plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
+    plan.claims = [c for c in plan.claims if c.key == "adaptive_robust"]
+    assert plan.claims[0].panels == [("robust", "linf 8/255")]
+    for f, g, verdict in ((weaker, weaker, SUPPORTED), (sem, sem.copy(), NOT_EVALUABLE),
+                          (sem | (rng.random(n) < 0.3), sem, CONTRADICTED)):
+        out = tmp_path / verdict
+        (out / "06b_adaptive" / "smoke").mkdir(parents=True)
+        pd.concat([rows("SEM", sem), rows("F", f), rows("G", g)]).to_csv(
+            out / "06b_adaptive" / "smoke" / "tab_robust_rows.csv", index=False)
+        ledger, details = claims.ledger(out, "smoke", plan, ceiling=CEIL, n_boot=2000)
+        assert ledger.verdict.iloc[0] == verdict, (verdict, details.to_dict("records"))
+    r = accuracy_comparison(rows("SEM", sem).assign(robust=sem), "SEM", "SEM", [("robust", "linf 8/255")],
+                            margin=0.05, relation=">", value="robust")
+    assert r["estimate"] == 0 and r["informative"] == 0
+    near = rows("F", np.where(rng.random(n) < 0.02, ~sem, sem))  # 2% of images flipped either way
+    r = accuracy_comparison(pd.concat([rows("SEM", sem), near]), "F", "SEM", [("robust", "linf 8/255")], margin=0.05,
+                            relation=">", value="robust", n_boot=2000)
+    assert r["p"][EQUIVALENT] < 0.01 and abs(r["estimate"]) < 0.03
