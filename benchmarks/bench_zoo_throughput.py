@@ -4,6 +4,11 @@ where the CPU has native bf16), so a laptop zoo can be sized to a training budge
 
     .venv/bin/python benchmarks/bench_zoo_throughput.py [--spec params/zoo/laptop.yaml] [--json out.json]
 
+It then estimates the whole zoo's training and evaluation time from these rates: every
+sub-model's recipe epochs (unsmoothed, fine-tuned, the single-architecture sigmas) times
+50,000 images over its training rate, plus clean accuracy and ACA passes over its inference
+rate (baselines not included).
+
 Run with nothing else busy (a second busy process slows 2-thread torch several-fold).
 """
 from __future__ import annotations
@@ -59,6 +64,24 @@ def measure(model: torch.nn.Module, batch: int = 256, reps: int = 3) -> dict:
             "train_gflop_s": round(3 * mflops * batch / t_train / 1e3, 1), "bf16": bf16}
 
 
+def estimate(spec: ZooSpec, rows: dict, n_train: int = 50_000) -> dict:
+    """Seconds to train and evaluate every sub-model of ``spec`` at the measured rates."""
+    ev = spec.eval_config()
+    per = {}
+    for sub in spec.submodels():
+        if sub.arch not in rows:
+            continue
+        cfg, _ = spec.train_config(sub)
+        r = rows[sub.arch]
+        passes = ev.n_test + (ev.aca_images * (ev.n0 + ev.n) if sub.sigma > 0 else 0)
+        per[sub.name] = {"train": cfg.epochs * (cfg.n_train or n_train) / r["train_img_s"],
+                         "eval": passes / r["infer_img_s"]}
+    train_s = sum(v["train"] for v in per.values())
+    eval_s = sum(v["eval"] for v in per.values())
+    return {"train_seconds": round(train_s), "eval_seconds": round(eval_s), "total_seconds": round(train_s + eval_s),
+            "per_submodel": {k: {a: round(b, 1) for a, b in v.items()} for k, v in per.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default="laptop", help="preset name or path of a zoo spec YAML")
@@ -79,7 +102,10 @@ def main() -> None:
               f"train {rows[sub.arch]['train_img_s']:7.1f} img/s ({epoch_s:5.0f} s/epoch, "
               f"{rows[sub.arch]['train_gflop_s']:5.1f} GFLOP/s)  infer {rows[sub.arch]['infer_img_s']:7.1f} img/s",
               flush=True)
-    out = {"torch": torch.__version__, "cpu_capability": layout.cpu_capability(), "threads": 2, "spec": args.spec,
+    est = estimate(spec, rows)
+    print(f"estimated: training {est['train_seconds']:.0f} s, evaluation {est['eval_seconds']:.0f} s, "
+          f"total {est['total_seconds'] / 3600:.2f} h ({len(est['per_submodel'])} sub-models)")
+    out = {"estimate": est, "torch": torch.__version__, "cpu_capability": layout.cpu_capability(), "threads": 2, "spec": args.spec,
            "batch": 256, "rows": rows}
     if args.json:
         with open(args.json, "w") as f:
