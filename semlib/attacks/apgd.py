@@ -92,9 +92,9 @@ class APGD(Attack):
         done = torch.zeros(b, dtype=torch.bool, device=dev)  # a successful iterate was found
         result = x.clone()
         passes = torch.zeros(b, dtype=torch.long)
+        self.begin(model, b, generator)
         aim = target if self.loss != "vote" or target is not None else _best_wrong(
             _soft_votes(model, cur, generator), y)
-        self.begin(model, b, generator)
         for k in range(self.steps + 1):
             if success is not None:
                 self._check(success, cur, done, result)
