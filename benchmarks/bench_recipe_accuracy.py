@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from semlib import layout
+from semlib import artifacts, layout
 from semlib.data import eval_subset, load_split
 from semlib.smoothing import NoisyClassifier, certify
 from semlib.training import TrainConfig, accuracy, train
@@ -44,12 +44,8 @@ def flip_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
 
 
 def fp16_copy(model: torch.nn.Module) -> torch.nn.Module:
-    m = copy.deepcopy(model)
-    with torch.no_grad():
-        for t in [*m.parameters(), *m.buffers()]:
-            if t.is_floating_point():
-                t.copy_(t.half().float())
-    return m
+    """A copy holding the weights a checkpoint ships (artifacts.as_stored)."""
+    return artifacts.as_stored(copy.deepcopy(model))
 
 
 def evaluate(model, sigma: float, space: str, x, y) -> dict:
