@@ -140,6 +140,15 @@ class SEMSampler:
             mask[rows[r], order[r, c]] = True
         return mask
 
+    def inclusion(self) -> torch.Tensor:
+        """P(sub-model m is in a draw), exact, float64 ``[M]``: averaged over the uniform K, its
+        family is among the K chosen with probability K / F and then it with 1 / (family size);
+        with more K than families, K / M."""
+        size = self.family_sizes[torch.tensor([self.family_names.index(f) for f in self.families])].double()
+        k = torch.arange(self.k_min, self.k_max + 1, dtype=torch.float64)[:, None]
+        f, m = len(self.family_names), len(self.names)
+        return torch.where(k <= f, k / f / size, k / m).mean(0)
+
     def realizations(self, mask: torch.Tensor) -> list[Realization]:
         return [Realization(int(row.sum()), tuple(self.names[i] for i in torch.nonzero(row).flatten()))
                 for row in mask]

@@ -13,11 +13,18 @@ judged at every iterate with fresh votes (:class:`semlib.attacks.APGD` ``success
     targeted APGD on the DLR loss, once per target: the ``targets`` classes other than the
     label with the largest mean soft vote on the clean image;
 ``apgd-vote``
-    untargeted APGD on the soft-vote margin of the best wrong class (``attack_loss`` ``vote``).
+    untargeted APGD on the soft-vote margin of the best wrong class (``attack_loss`` ``vote``);
+``apgd-expected``
+    (a SEM only) untargeted APGD-CE on the SEM's expected logits over its draws, every
+    sub-model of the collection weighted by its probability of being drawn (:func:`surrogate`);
+``apgd-plain``
+    (a SEM only) the same on its unsmoothed sub-models alone: noise-free gradients aimed at the
+    draws that include them (their logits are not blurred by noise).
 
 An image is robust when it is classified correctly (Monte-Carlo rule, abstention counts as
 an error) and every attack fails; each attack only sees the images still robust (the
-strongest per image is kept). Deterministic models get one pass per step and one vote.
+strongest per image is kept). Deterministic models get one pass per step and one vote. An
+attack that does not apply to a model (the SEM-only ones) is skipped for it.
 """
 from __future__ import annotations
 
@@ -31,12 +38,14 @@ from . import layout
 from .attacks import APGD
 from .certification import per_model
 from .attacks.gradient import forward
+from .ensemble import Ensemble, StochasticEnsemble
 from .judge import JudgeConfig, judge
 from .settings import is_int, is_real
 from .scenarios import Defended
 from .smoothing import clopper_pearson, deterministic
 
-ATTACKS = ("apgd-ce", "apgd-dlr-t", "apgd-vote")
+ATTACKS = ("apgd-ce", "apgd-dlr-t", "apgd-vote", "apgd-expected", "apgd-plain")
+SURROGATE = ("apgd-expected", "apgd-plain")  # attacks on a model derived from the SEM
 DEFENSES = ("SEM", "F", "G", "H", "I", "RSE", "ADP")  # the table's rows
 _DEFENDED = {"SEM": Defended.SEM, "F": Defended.ENSEMBLE_SMOOTHED, "G": Defended.SINGLE_SMOOTHED,
              "H": Defended.ENSEMBLE, "I": Defended.SINGLE}
@@ -80,7 +89,6 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
     ``judge_model`` decides success by its Monte-Carlo rule."""
     fixed = deterministic(judge_model)
     jcfg = JudgeConfig(n=1, alpha=cfg.judge.alpha, chunk=cfg.judge.chunk) if fixed else cfg.judge
-    eot = 1 if deterministic(attack_model) else cfg.eot
     b = len(x)
     wrong, draws = judge(judge_model, x, y, None, jcfg, generator)
     alive = ~wrong
@@ -90,8 +98,8 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
     draws = draws.cpu().clone()
     eps = torch.full((b,), float(cfg.eps), device=x.device)
 
-    def run(rows: torch.Tensor, loss: str, target: torch.Tensor | None) -> torch.Tensor:
-        """Attack ``rows``; which of them were broken (judged at every iterate)."""
+    def run(rows: torch.Tensor, loss: str, target: torch.Tensor | None, model=attack_model) -> torch.Tensor:
+        """Attack ``rows`` through ``model``; which of them were broken (judged at every iterate)."""
         hit = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
 
         def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
@@ -100,8 +108,9 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
             hit[at[ok]] = True
             return ok
 
+        eot = 1 if deterministic(model) else cfg.eot
         attack = APGD(norm=cfg.norm, steps=cfg.steps, eot=eot, loss=loss, channels_last=cfg.channels_last)
-        res = attack(attack_model, x[rows], y[rows], eps[rows], target, generator, success=success)
+        res = attack(model, x[rows], y[rows], eps[rows], target, generator, success=success)
         grads[rows.cpu()] += res.gradients
         return hit
 
@@ -114,6 +123,10 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
                     break
                 hit = run(rows, "dlr", ranking[rows, j])
                 _mark(rows[hit], name, alive, broken_by)
+        elif name in SURROGATE:
+            model, rows = surrogate(attack_model, name), torch.nonzero(alive).flatten()
+            if model is not None and len(rows):
+                _mark(rows[run(rows, "ce", None, model)], name, alive, broken_by)
         else:
             rows = torch.nonzero(alive).flatten()
             if len(rows):
@@ -126,6 +139,21 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
 def _mark(rows: torch.Tensor, name: str, alive: torch.Tensor, broken_by: np.ndarray) -> None:
     alive[rows] = False
     broken_by[rows.cpu().numpy()] = name
+
+
+def surrogate(model, attack: str) -> Ensemble | None:
+    """The model ``attack`` (one of :data:`SURROGATE`) differentiates for a SEM ``model``: its
+    expected logits over draws, ``E[sum_{k in draw} f_k(x + delta_k)] = sum_m P(m drawn) f_m(x +
+    delta_m)`` (:meth:`~semlib.ensemble.SEMSampler.inclusion`), over the whole collection
+    (``apgd-expected``) or its unsmoothed sub-models (``apgd-plain``). None for any other
+    model, or a SEM without unsmoothed sub-models."""
+    if not isinstance(model, StochasticEnsemble):
+        return None
+    p = model.sampler.inclusion().float()
+    keep = [j for j, m in enumerate(model.members) if attack == "apgd-expected" or deterministic(m)]
+    if not keep:
+        return None
+    return Ensemble([model.members[j] for j in keep], p[keep], [model.names[j] for j in keep])
 
 
 @torch.no_grad()

@@ -34,6 +34,21 @@ def test_sampler_frequencies_match_algorithm_1():
         assert chisquare(chosen).pvalue > 0.001, sorted(set(FAMS))[i]
 
 
+@pytest.mark.parametrize("k_range", [(1, 4), (2, 3), (3, 5)])
+def test_inclusion_probabilities_match_the_draws(k_range):
+    """Exact P(drawn) per sub-model against 40,000 draws, with families of sizes 1, 2 and 3
+    (K 4 and 5 exceed the 3 families: the K-distinct-sub-models branch)."""
+    names = ["a0", "b0", "b1", "c0", "c1", "c2"]
+    sampler = SEMSampler(names, [n[0] for n in names], k_range)
+    p = sampler.inclusion()
+    n = 40_000
+    freq = sampler.draw(n, torch.Generator().manual_seed(2)).double().mean(0)
+    se = (p * (1 - p) / n).sqrt()
+    assert ((freq - p).abs() <= 4 * se).all(), (freq.tolist(), p.tolist())
+    # the expected draw size is E[K]
+    assert float(p.sum()) == pytest.approx(sum(range(k_range[0], k_range[1] + 1)) / (k_range[1] - k_range[0] + 1))
+
+
 def test_single_architecture_collection_draws_distinct_submodels():
     names = [f"wrn_s{s}" for s in (0.12, 0.15, 0.25, 0.5, 0.75, 1.0, 1.25)]
     sampler = SEMSampler(names, ["wrn"] * 7, (2, 4))

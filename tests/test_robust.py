@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from semlib.ensemble import StochasticEnsemble
 from semlib.judge import JudgeConfig
-from semlib.robust import RobustConfig, evaluate, table
+from semlib.robust import RobustConfig, evaluate, surrogate, table
+from semlib.smoothing import NoisyClassifier
 
 
 def _linear():
@@ -87,6 +89,53 @@ def test_an_immovable_defense_keeps_what_the_judge_gives():
     p_ok = binom.cdf(5, 20, 0.25)  # fewer than 6 of 20 votes (30%) for the other class
     assert rows.clean_correct.mean() == pytest.approx(p_ok, abs=0.1)
     assert rows.robust.mean() == pytest.approx(p_ok ** 4, abs=0.07)
+
+
+def _half_plain_sem():
+    """A SEM of K = 1 over a deterministic linear model and a noisy member that always votes
+    the label (written in pixel 0 as label / 10): half the votes come from the linear model,
+    so fooling it alone makes about 50% of the votes wrong, above alpha 0.3. Two live classes
+    (the others' bias is -1000), so the CE ascent runs straight at the margin."""
+    torch.manual_seed(1)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).eval()
+    with torch.no_grad():
+        lin[1].bias[2:] = -1000.0
+    x = 0.25 + 0.5 * torch.rand(40, 3, 32, 32)
+    with torch.no_grad():
+        x[:, 0, 0, 0] = lin(x).argmax(1) / 10
+        y = lin(x).argmax(1)
+    keep = (x[:, 0, 0, 0] * 10).round().long() == y
+    sem = StochasticEnsemble({"lin": NoisyClassifier(lin, 0.0), "coin": Coin(1.0)}, {"lin": "a", "coin": "b"}, (1, 1))
+    return sem, lin, x[keep], y[keep]
+
+
+@pytest.mark.parametrize("attack", ["apgd-plain", "apgd-expected"])
+def test_surrogate_attacks_break_the_sem_where_its_plain_member_falls(attack):
+    sem, lin, x, y = _half_plain_sem()
+    with torch.no_grad():
+        margin = _margin_linf(lin, x, y)
+    eps = float(margin.median())
+    cfg = RobustConfig(eps=eps, steps=20, eot=2, attacks=(attack,), judge=JudgeConfig(n=100, alpha=0.3))
+    rows = evaluate(sem, sem, x, y, cfg, generator=torch.Generator().manual_seed(0))
+    assert rows.clean_correct.all()
+    clear = ((margin - eps).abs() > 0.02 * eps).numpy()
+    assert (rows.robust[clear] == (margin >= eps).numpy()[clear]).all()
+    assert set(rows.broken_by[~rows.robust]) == {attack} and (~rows.robust).sum() >= len(x) // 3
+
+
+def test_surrogates_are_the_expected_logits_over_draws():
+    sem, lin, x, y = _half_plain_sem()
+    expected, plain = surrogate(sem, "apgd-expected"), surrogate(sem, "apgd-plain")
+    assert expected.names == ["lin", "coin"] and expected.weights.tolist() == [0.5, 0.5]
+    assert plain.names == ["lin"] and plain.deterministic
+    with torch.no_grad():
+        assert torch.allclose(plain(x), 0.5 * lin(x))
+    assert surrogate(lin, "apgd-plain") is None  # not a SEM
+    noisy = StochasticEnsemble({"n": NoisyClassifier(lin, 0.5)}, {"n": "a"}, (1, 1))
+    assert surrogate(noisy, "apgd-plain") is None and surrogate(noisy, "apgd-expected") is not None
+    # a model the attack does not apply to keeps what the clean judgement gave, at no cost
+    rows = evaluate(lin, lin, x, y, RobustConfig(eps=0.5, steps=5, attacks=("apgd-plain",)))
+    assert rows.robust.all() and (rows.gradients == 0).all()
 
 
 def test_table_has_clopper_pearson_bounds():
