@@ -22,6 +22,7 @@ from torch import nn
 
 from . import device as devices, artifacts, layout
 from .ensemble import Ensemble
+from .streams import bind, randn
 from .data import eval_subset, load_split
 from .training import TrainConfig, accuracy, train
 from .zoospec import BaselineSpec, ZooSpec
@@ -56,7 +57,7 @@ class RSE(nn.Module):
             (x,) = args
             if sigma == 0:
                 return None
-            noise = torch.randn(x.shape, generator=self._generator or self._own, device=x.device, dtype=x.dtype)
+            noise = randn(x.shape, self._own if self._generator is None else self._generator, device=x.device, dtype=x.dtype)
             return (x + sigma * noise,)
 
         return hook
@@ -69,7 +70,7 @@ class RSE(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        self._generator = generator
+        self._generator = bind(generator, len(x))  # a request's layers draw from its one stream, in turn
         try:
             if self.passes == 1:
                 return self.base(x)

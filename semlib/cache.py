@@ -1,7 +1,8 @@
 """The on-disk store of results: a result is a CSV keyed by the sha256 of its configuration,
 finished only when its manifest (the configuration and the CSV's hash) is written, last and
-atomically; work done in shards resumes at the first unfinished one. A shard's random numbers
-come from its configuration alone (:func:`shard_generator`), never from the order of the work.
+atomically; work done in shards resumes at the first unfinished one. The random numbers come
+from the configuration alone, never from the order of the work: per image and request
+(:func:`request_streams`, independent of the shards too) or per shard (:func:`shard_generator`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import device as devices, artifacts
 from .settings import is_int
+from .streams import Streams
 
 
 def cache_key(config: dict[str, Any]) -> str:
@@ -90,3 +92,9 @@ def shard_generator(config: dict[str, Any], sl: slice, device: str | torch.devic
     """The generator of one shard on ``device``: seeded by the configuration and the shard's
     range, so the draws do not depend on the order, the process or the executor that computes it."""
     return devices.generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
+
+
+def request_streams(config: dict[str, Any], ids) -> Streams:
+    """Per-request streams (:class:`semlib.streams.Streams`) of the images ``ids`` (canonical
+    indices), seeded by the configuration alone: an image meets the same numbers in any shard."""
+    return Streams(int(cache_key({**config, "draws": "per-request"})[:12], 16), ids)

@@ -12,7 +12,7 @@ from torch import nn
 
 from tqdm.auto import tqdm
 
-from .cache import cached_shards, shard_generator
+from .cache import cached_shards, request_streams, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
 from .judge import judge
@@ -54,15 +54,18 @@ def clean_rows(study, models: dict, progress: bool = True) -> pd.DataFrame:
                        goal="untargeted")
 
 
-def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool) -> pd.DataFrame:
+def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool,
+              streams: bool = False) -> pd.DataFrame:
     """``compute(model, shard, generator)`` for every model and image shard, cached under
-    ``key(label)`` plus the study's settings, with a column ``label``."""
+    ``key(label)`` plus the study's settings, with a column ``label``. The generator: per-request
+    streams of the shard's images with ``streams`` (:func:`semlib.cache.request_streams`), else
+    one per shard."""
     out = []
     for label, model in tqdm(models.items(), desc=desc, disable=not progress):
         draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
-        config = {**draws, "models": study.checkpoints(model)}
-        rows = cached_shards(config, len(study.y),
-                             lambda sl, m=model, c=draws: compute(m, sl, shard_generator(c, sl, study.device)),
+        config = {**draws, "models": study.checkpoints(model)} | ({"draws": "per-request"} if streams else {})
+        gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
+        rows = cached_shards(config, len(study.y), lambda sl, m=model, c=draws: compute(m, sl, gen(c, sl)),
                              study.cache_dir, study.cfg.shard_size, info=study.computed_on)
         out.append(rows.assign(label=label))
     return pd.concat(out, ignore_index=True)

@@ -35,6 +35,7 @@ from .settings import is_int, is_real
 from .judge import JudgeConfig, judge as mc_verdict
 from .inputs import check_images, check_labels
 from .smoothing import clopper_pearson
+from .streams import select
 
 
 @dataclass
@@ -110,8 +111,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     while bool(active.any()):
         idx = torch.nonzero(active).flatten()
         eps = torch.where(found[idx], (lo[idx] + hi[idx]) / 2, hi[idx])
-        res = attack(attack_model, x[idx], y[idx], eps, None if target is None else target[idx], generator)
-        ok, d = mc_verdict(judge_model, res.x_adv, y[idx], None if target is None else target[idx], judge, generator)
+        gen = select(generator, idx.cpu())  # per-request streams follow the images, not their positions
+        res = attack(attack_model, x[idx], y[idx], eps, None if target is None else target[idx], gen)
+        ok, d = mc_verdict(judge_model, res.x_adv, y[idx], None if target is None else target[idx], judge, gen)
         ci = idx.cpu()
         runs[ci] += 1
         grads[ci] += res.gradients.cpu()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .smoothing import NoisyClassifier, call_classifier
+from .streams import bind, draw_generator, keyed, rand, select
 
 
 class Ensemble(nn.Module):
@@ -47,6 +48,7 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         out = None
+        generator = bind(generator, len(x))  # a request's members draw from its one stream, in turn
         for w, m in zip(self.weights, self.members):
             z = w * call_classifier(m, x, generator)
             out = z if out is None else out + z
@@ -120,6 +122,8 @@ class SEMSampler:
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Membership masks of ``n`` independent draws: bool ``[n, M]`` (M = collection size)."""
         m, f = len(self.names), len(self.family_names)
+        if keyed(generator):  # per-request streams: each draw from its own uniforms
+            return self._from_uniforms(rand((n, 1 + max(2 * f, m)), generator))
         k = torch.randint(self.k_min, self.k_max + 1, (n,), generator=generator)
         mask = torch.zeros(n, m, dtype=torch.bool)
         by_family = k <= f
@@ -148,6 +152,26 @@ class SEMSampler:
         k = torch.arange(self.k_min, self.k_max + 1, dtype=torch.float64)[:, None]
         f, m = len(self.family_names), len(self.names)
         return torch.where(k <= f, k / f / size, k / m).mean(0)
+
+    def _from_uniforms(self, u: torch.Tensor) -> torch.Tensor:
+        """The draws that uniforms ``u`` ``[n, 1 + max(2F, M)]`` make, row by row: K from the first,
+        then the family order and picks (or the sub-model order) from the next ones."""
+        m, f = len(self.names), len(self.family_names)
+        k = self.k_min + (u[:, 0] * (self.k_max - self.k_min + 1)).long().clamp(max=self.k_max - self.k_min)
+        mask = torch.zeros(len(u), m, dtype=torch.bool)
+        fam = k <= f
+        rows = torch.nonzero(fam).flatten()
+        if len(rows):
+            order = u[rows, 1:1 + f].argsort(1)
+            pick = (u[rows, 1 + f:1 + 2 * f] * self.family_sizes[order]).long()
+            r, c = torch.nonzero(torch.arange(f)[None, :] < k[rows, None], as_tuple=True)
+            mask[rows[r], self.member_table[order[r, c], pick[r, c]]] = True
+        rows = torch.nonzero(~fam).flatten()
+        if len(rows):
+            order = u[rows, 1:1 + m].argsort(1)
+            r, c = torch.nonzero(torch.arange(m)[None, :] < k[rows, None], as_tuple=True)
+            mask[rows[r], order[r, c]] = True
+        return mask
 
     def realizations(self, mask: torch.Tensor) -> list[Realization]:
         return [Realization(int(row.sum()), tuple(self.names[i] for i in torch.nonzero(row).flatten()))
@@ -198,6 +222,7 @@ class StochasticEnsemble(nn.Module):
         return [r for mask in self.history for r in self.sampler.realizations(mask)]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        generator = bind(generator, len(x))  # one request per row: its draw, then its members' noise
         mask = self.draw(len(x), draw_generator(generator))
         self.last_draw = mask
         return self.forward_with(x, mask, generator)
@@ -207,11 +232,12 @@ class StochasticEnsemble(nn.Module):
         """Logits of a given realization per image: ``mask`` bool ``[B, M]``, fresh noise."""
         out = None
         mask = mask.to(x.device)
+        generator = bind(generator, len(x))
         for j, member in enumerate(self.members):
             rows = torch.nonzero(mask[:, j]).flatten()
             if len(rows) == 0:
                 continue
-            z = call_classifier(member, x[rows], generator)
+            z = call_classifier(member, x[rows], select(generator, rows.cpu()))
             if out is None:
                 out = x.new_zeros(len(x), z.shape[1])
             out = out.index_add(0, rows, z)
@@ -254,22 +280,7 @@ class HeldDraws(nn.Module):
                         ) -> torch.Tensor:
         mask = self.masks[self._calls % self.pool][index.cpu()]
         self._calls += 1
-        return self.sem.forward_with(x, mask, generator)
+        return self.sem.forward_with(x, mask, bind(generator, len(x), index.cpu()))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.sem(x, generator)
-
-
-def draw_generator(generator: torch.Generator | None) -> torch.Generator | None:
-    """The generator the sampler draws from. Draws are sampled on the CPU: a CPU generator is
-    used as it is, a GPU generator through :func:`derived_cpu_generator`."""
-    if generator is None or generator.device.type == "cpu":
-        return generator
-    return derived_cpu_generator(generator)
-
-
-def derived_cpu_generator(generator: torch.Generator) -> torch.Generator:
-    """A fresh CPU generator seeded by one draw of ``generator`` (on its own device): the same
-    source state gives the same stream, the source moves on, the global RNG is never touched."""
-    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
-    return torch.Generator().manual_seed(int(seed))

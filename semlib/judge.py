@@ -11,6 +11,7 @@ import torch
 
 from .settings import is_int, is_real
 from .smoothing import call_classifier, votes_needed
+from .streams import bind
 
 
 @dataclass
@@ -55,7 +56,7 @@ def judge(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, 
         owners = rows.repeat_interleave(take)
         for s in range(0, len(owners), config.chunk):
             idx = owners[s:s + config.chunk]
-            pred = call_classifier(model, x[idx], generator).argmax(1)
+            pred = call_classifier(model, x[idx], bind(generator, len(idx), idx)).argmax(1)  # a vote per row
             counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
         drawn = counts.sum(1)
         left = config.n - drawn

@@ -43,6 +43,7 @@ from .judge import JudgeConfig, judge
 from .settings import is_int, is_real
 from .scenarios import Defended
 from .smoothing import clopper_pearson, deterministic
+from .streams import select
 
 ATTACKS = ("apgd-ce", "apgd-dlr-t", "apgd-vote", "apgd-expected", "apgd-plain")
 SURROGATE = ("apgd-expected", "apgd-plain")  # attacks on a model derived from the SEM
@@ -103,14 +104,14 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
         hit = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
 
         def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-            ok, d = judge(judge_model, xa, y[rows][at], None, jcfg, generator)
+            ok, d = judge(judge_model, xa, y[rows][at], None, jcfg, select(generator, rows[at].cpu()))
             draws[rows[at].cpu()] += d.cpu()
             hit[at[ok]] = True
             return ok
 
         eot = 1 if deterministic(model) else cfg.eot
         attack = APGD(norm=cfg.norm, steps=cfg.steps, eot=eot, loss=loss, channels_last=cfg.channels_last)
-        res = attack(model, x[rows], y[rows], eps[rows], target, generator, success=success)
+        res = attack(model, x[rows], y[rows], eps[rows], target, select(generator, rows.cpu()), success=success)
         grads[rows.cpu()] += res.gradients
         return hit
 
@@ -201,7 +202,7 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
             return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy())
 
     key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)}}  # noqa: E731
-    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress)
+    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True)
     # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget
     return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot, scenario=rows.label, variant="sem",
                        attack="robust", goal=budget(cfg.norm, cfg.eps))

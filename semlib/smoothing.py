@@ -34,6 +34,7 @@ from torch import nn
 from .inputs import NUM_CLASSES, check_images, check_labels  # noqa: F401  (smoothing.check_* is public)
 from .models import CIFAR10_STD
 from .settings import is_finite, is_real
+from .streams import bind, randn
 
 ABSTAIN = -1
 
@@ -82,7 +83,7 @@ def add_noise(x: torch.Tensor, sigma: float, space: str | NoiseSpace = NoiseSpac
     """``x + delta``, ``delta ~ N(0, diag(std^2))`` drawn from ``generator``; ``x`` unchanged if sigma = 0."""
     if sigma == 0:
         return x
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noise = randn(x.shape, generator, device=x.device, dtype=x.dtype)  # per request when keyed
     return x + noise * pixel_noise_std(sigma, space, x)
 
 
@@ -104,6 +105,7 @@ class NoisyClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         # a random base (e.g. a SEM under one shared noise draw) draws from the same generator
+        generator = bind(generator, len(x))  # one request per row: its noise, then its base's draws
         return call_classifier(self.base, add_noise(x, self.sigma, self.noise_space, generator), generator)
 
 
@@ -160,7 +162,7 @@ def mc_counts(classifier: Callable, x: torch.Tensor, n: int, num_classes: int = 
     for start in range(0, b * n, batch_size):
         # image index of draws start.. (image-major), built per pass: b * n can be 5e7 (paper ACA)
         idx = torch.arange(start, min(b * n, start + batch_size), device=x.device) // n
-        pred = call_classifier(classifier, x[idx], generator).argmax(1)
+        pred = call_classifier(classifier, x[idx], bind(generator, len(idx), idx)).argmax(1)
         counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
     return counts
 

@@ -64,7 +64,7 @@ class StudyConfig:
     # fields that change the plots or the ledger, not a curve; and how it is computed, not what
     # (in the cache key through Study.key_config, never in the seeds)
     _presentation = ("n_images", "eps_max")
-    _computation = ("channels_last",)
+    _computation = ("channels_last", "shard_size")  # draws are per image and request (semlib.streams)
     # names in cache keys and seeds, where a field was renamed since curves were first keyed
     _key_names = {"contrast_arch": "single_arch"}
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from . import artifacts, device as devices, layout, runner, zoo
 from .checkpoints import Checkpoints
-from .cache import cache_key, cached, cached_shards, finished, shard_generator
+from .cache import cache_key, cached, cached_shards, finished, request_streams
 from .curves import SearchConfig, search_distortion
 from .data import eval_subset, find_data_dir
 from .outputs import project_root
@@ -211,13 +211,13 @@ class Study:
         return sorted({self.spec.submodel(a, self.baseline_spec.sigma if smoothed else 0.0).name for a in archs})
 
     def compute_shard(self, spec: CurveSpec, sl: slice) -> pd.DataFrame:
-        """The per-image rows of ``spec`` on images ``sl``, seeded by the curve and the shard."""
+        """The per-image rows of ``spec`` on images ``sl``, seeded by the curve and each image."""
         attack_model, judge_model = self.models_for(spec)
         attack = self.attack_for(spec, attack_model)
         judge = self.cfg.judge(deterministic(judge_model))
         search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
                               binary_steps=self.cfg.binary_steps)
-        gen = shard_generator(self.seed_config(spec), sl, self.device)
+        gen = request_streams(self.seed_config(spec), self.ids[sl])
         x, y, target = self.images(sl, spec.goal == "targeted")
         with contextlib.ExitStack() as layouts:  # strided 1x1 convolutions stay NCHW (semlib.layout)
             for m in {id(m): m for m in (attack_model, judge_model)}.values():
@@ -226,9 +226,9 @@ class Study:
                                      norm=self.cfg.norm, search=search, judge=judge, generator=gen,
                                      ids=self.ids[sl].numpy(), clean_generator=self.clean_generator(spec, sl))
 
-    def clean_generator(self, spec: CurveSpec, sl: slice) -> torch.Generator:
-        """Clean correctness's votes: seeded by the judging model and shard, shared by its curves."""
-        return shard_generator({**spec.judged_by(), "study": self.cfg.curve_fields()}, sl, self.device)
+    def clean_generator(self, spec: CurveSpec, sl: slice):
+        """Clean correctness's votes: seeded by the judging model and image, shared by its curves."""
+        return request_streams({**spec.judged_by(), "study": self.cfg.curve_fields()}, self.ids[sl])
 
     def images(self, sl: slice, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Images, labels and (if ``targeted``) targets of shard ``sl`` on the study's device."""

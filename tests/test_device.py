@@ -10,7 +10,8 @@ from torch import nn
 
 from semlib import device as dv
 from semlib.layout import cpu_capability
-from semlib.ensemble import StochasticEnsemble, derived_cpu_generator, draw_generator
+from semlib.ensemble import StochasticEnsemble
+from semlib.streams import derived_cpu_generator, draw_generator
 from semlib.smoothing import NoisyClassifier
 from semlib.study import CurveSpec, Study, StudyConfig
 

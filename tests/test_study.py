@@ -57,7 +57,7 @@ def test_seeds_keep_the_names_they_were_first_keyed_under():
     fields = StudyConfig(contrast_arch="vgg11").curve_fields("bim")
     assert fields["single_arch"] == "vgg11" and "contrast_arch" not in fields
     assert set(fields) == {"norm", "steps", "eot", "judge_n", "alpha", "eps0", "search_steps", "binary_steps",
-                           "period", "pool", "half_seed", "seed", "k_range", "k_range_large", "single_arch", "shard_size"}
+                           "period", "pool", "half_seed", "seed", "k_range", "k_range_large", "single_arch"}
 
 
 def test_labels_and_spec_lists():
@@ -148,6 +148,20 @@ def test_every_curve_of_a_defense_shares_its_clean_verdicts(data_dir, tmp_path, 
     monkeypatch.setattr(Study, "clean_generator", lambda self, spec, sl: None)  # the curve's own votes
     own = [s.compute_shard(CurveSpec(a, "bim"), slice(0, 8)).clean_correct for a in "ABCD"]
     assert not all(o.equals(own[0]) for o in own[1:])  # the check above can fail
+
+
+def test_curves_do_not_depend_on_the_shard_size(data_dir, tmp_path):
+    """Every vote, EOT sample, random start and ensemble draw comes from its image's own
+    request streams (semlib.streams), seeded by the curve, not the shard: one shard of 4 images
+    or four of 1 give the same rows (the models see other batches: equal up to rounding, which
+    flips nothing here)."""
+    specs_ = [CurveSpec("A", "bim"), CurveSpec("B", "pgd", "targeted"), CurveSpec("E", "nes"), CurveSpec("G", "mim")]
+    rows = {k: Study("laptop", StudyConfig.from_dict({**TINY, "n_images": 4, "judge_n": 6, "shard_size": k}),
+                     threshold=0.2, data_dir=data_dir, cache_dir=tmp_path / str(k)).curves(specs_, progress=False)
+            for k in (1, 4)}
+    cols = ["example", "distortion", "clean_correct", "judge_draws", "gradients", "queries"]
+    pd.testing.assert_frame_equal(rows[1][cols], rows[4][cols], check_exact=False, rtol=1e-6)
+    assert rows[4].distortion.gt(0).sum() >= 2
 
 
 def test_channels_last_attacks_and_judges_through_the_layout_guard(laptop, data_dir, tmp_path):

@@ -9,6 +9,7 @@ from enum import Enum
 
 import torch
 
+from .. import streams
 from ..inputs import check_images, check_labels
 
 
@@ -142,9 +143,9 @@ def random_start(x: torch.Tensor, eps: torch.Tensor, norm: Norm, generator: torc
     """A uniform point of the Linf ball, or a random direction at a uniform radius for L2."""
     e = eps.view(-1, 1, 1, 1)
     if norm is Norm.LINF:
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        u = streams.rand(x.shape, generator, device=x.device, dtype=x.dtype)
         return (x + (2 * u - 1) * e).clamp(0, 1)
-    d = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    d = streams.randn(x.shape, generator, device=x.device, dtype=x.dtype)
     d = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-    r = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+    r = streams.rand((len(x),), generator, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
     return (x + d * r * e).clamp(0, 1)

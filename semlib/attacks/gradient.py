@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..smoothing import call_classifier
+from ..streams import bind
 from ..layout import autocast
 from ..settings import check_real, is_int
 from .base import Attack, Norm, as_norm, direction, project, random_start
@@ -96,8 +97,9 @@ def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
         if channels_last:
             xin = xin.contiguous(memory_format=torch.channels_last)
         xin.requires_grad_(True)
+        rows = idx if ids is None else ids[idx]  # which attacked image each row copies
         with autocast(bf16, x.device):
-            logits = forward(model, xin, idx if ids is None else ids[idx], generator)
+            logits = forward(model, xin, rows, bind(generator, len(idx), rows))
         value = attack_loss(logits, y[idx], None if target is None else target[idx], loss)
         (g,) = torch.autograd.grad(value.sum(), xin)
         grad.index_add_(0, idx, g.to(grad.dtype).contiguous())

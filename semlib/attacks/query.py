@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..smoothing import call_classifier
+from ..streams import bind, keyed
 from ..settings import check_count, check_real
 from .base import Attack, Norm, as_norm, direction, project
 
@@ -54,11 +55,12 @@ class QueryAttack(Attack):
             raise ValueError(f"need samples >= 1 and max_queries >= 2 * samples, got {self.samples}, "
                              f"{self.max_queries}")
 
-    def _loss(self, model, x: torch.Tensor, y, target, generator) -> torch.Tensor:
+    def _loss(self, model, x: torch.Tensor, y, target, generator, images: int) -> torch.Tensor:
         out = []
         for s in range(0, len(x), self.chunk):
-            with torch.no_grad():
-                logits = call_classifier(model, x[s:s + self.chunk], generator)
+            rows = torch.arange(s, min(s + self.chunk, len(x)))
+            with torch.no_grad():  # probe p is a request of image p % B
+                logits = call_classifier(model, x[s:s + self.chunk], bind(generator, len(rows), rows % images))
             out.append(margin_loss(logits.float().log_softmax(1), y[s:s + self.chunk],
                                    None if target is None else target[s:s + self.chunk]))
         return torch.cat(out)
@@ -69,13 +71,16 @@ class QueryAttack(Attack):
         per example. ``[B, 3, H, W]``."""
         b, n = len(x), self.samples
         shape = (n, *x.shape)
-        if self.rademacher:
+        if keyed(generator):  # per-request streams: each image draws its own n directions
+            fn = _signs if self.rademacher else torch.randn
+            u = bind(generator, b).draw(fn, shape[:1] + shape[2:], x.device, x.dtype).transpose(0, 1)
+        elif self.rademacher:
             u = torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
         else:
             u = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
         probes = torch.cat([x[None] + self.eta * u, x[None] - self.eta * u]).flatten(0, 1)  # [2n*B, ...]
         rep = lambda t: None if t is None else t.repeat(2 * n)  # noqa: E731
-        loss = self._loss(model, probes, rep(y), rep(target), generator).view(2, n, b)
+        loss = self._loss(model, probes, rep(y), rep(target), generator, b).view(2, n, b)
         diff = (loss[0] - loss[1]) / (2 * self.eta)  # [n, B]
         return (diff.view(n, b, 1, 1, 1) * u).mean(0)
 
@@ -111,3 +116,8 @@ class SPSA(QueryAttack):
 
     rademacher: bool = True
     adam: bool = True
+
+
+def _signs(shape, generator) -> torch.Tensor:
+    """Rademacher signs (+-1) of ``shape``."""
+    return torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
