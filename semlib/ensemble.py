@@ -211,6 +211,12 @@ class StochasticEnsemble(nn.Module):
     def names(self) -> list[str]:
         return self.sampler.names
 
+    @property
+    def fanout(self) -> int:
+        """Rows of a call per row each sub-model sees (M / E[K]): callers pass this many times
+        their usual chunk, so the sub-models still get full batches."""
+        return max(1, round(len(self.names) / float(self.sampler.inclusion().sum())))
+
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         mask = self.sampler.draw(n, generator)
         if self.history.maxlen:
@@ -284,3 +290,7 @@ class HeldDraws(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.sem(x, generator)
+
+    @property
+    def fanout(self) -> int:
+        return self.sem.fanout

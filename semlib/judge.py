@@ -18,7 +18,8 @@ from .streams import bind
 class JudgeConfig:
     """Monte-Carlo judgement: ``n`` draws (1 for deterministic models), threshold ``alpha``.
     Votes are drawn in rounds: per undecided example, the fewest votes after which its verdict
-    could be settled, and at least ``round_size``."""
+    could be settled, and at least ``round_size``; ``chunk`` votes per pass of a sub-model (a
+    model that routes rows to some of its sub-models, e.g. the SEM, gets ``chunk * fanout``)."""
 
     n: int = 100
     alpha: float = 0.3
@@ -54,8 +55,9 @@ def judge(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, 
             min=config.round_size)
         take = torch.minimum(take, config.n - counts[rows].sum(1))
         owners = rows.repeat_interleave(take)
-        for s in range(0, len(owners), config.chunk):
-            idx = owners[s:s + config.chunk]
+        chunk = config.chunk * getattr(model, "fanout", 1)
+        for s in range(0, len(owners), chunk):
+            idx = owners[s:s + chunk]
             pred = call_classifier(model, x[idx], bind(generator, len(idx), idx)).argmax(1)  # a vote per row
             counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
         drawn = counts.sum(1)

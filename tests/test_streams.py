@@ -125,3 +125,19 @@ def test_robust_accuracy_gives_the_same_rows_on_any_split_of_the_images():
     for col in ("clean_correct", "robust", "broken_by", "gradients", "judge_draws"):
         assert whole[col].tolist() == parts[0][col].tolist() + parts[1][col].tolist(), col
     assert 0 < whole.robust.sum() < whole.clean_correct.sum()  # some broken, some not: a real comparison
+
+
+def test_a_sem_gets_chunk_times_fanout_rows_per_pass():
+    """The SEM routes each row to E[K] of its M sub-models: the judge and EOT passes give it
+    ``chunk * M / E[K]`` rows (gradients at most 4x), so each sub-model still sees about a chunk."""
+    sem, (x, y, ids) = _sem(), _images(6)
+    assert len(sem.names) == 7 and sem.fanout == round(7 / 2)  # E[K] = 2 for K uniform on 1..3
+    sizes = []
+    sem.register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
+    judge(sem, x, y, None, JudgeConfig(n=40, alpha=0.3, chunk=5), Streams(0, ids))
+    assert max(sizes) == 5 * sem.fanout
+    from semlib.attacks.gradient import eot_gradient
+
+    sizes.clear()
+    eot_gradient(sem, x, y, eot=8, chunk=3, generator=Streams(0, ids))
+    assert max(sizes) == 3 * min(sem.fanout, 4) and sum(sizes) == 6 * 8

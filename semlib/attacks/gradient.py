@@ -87,6 +87,7 @@ def eot_gradient(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
     ``ids``: which attacked image each row of ``x`` is (default its position), for models that
     hold per-image draws when an attack works on a subset of its images."""
     b = len(x)
+    chunk *= min(getattr(model, "fanout", 1), 4)  # a SEM spreads a pass over its sub-models (memory: <= 4x)
     owners = torch.arange(b, device=x.device).repeat(eot)  # sample-major: every image once per sample
     grad = torch.zeros_like(x)
     total = torch.zeros(b, dtype=torch.float32, device=x.device)
