@@ -1,5 +1,6 @@
 """The checkpoints of one zoo as loaded models: each sub-model and baseline is loaded once (fp32,
-hash-checked against its card, on one device) and remembered with its card's fingerprint, so a
+hash-checked against its card, on one device; a sub-model's BatchNorm folded into the
+convolution before it, :func:`semlib.layout.fold_batchnorm`) and remembered with its card's fingerprint, so a
 result can be keyed by the checkpoints its models use and retraining one model recomputes only
 the results that use it."""
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import artifacts, zoo
+from . import artifacts, layout, zoo
 from .baselines import load_baseline
 from .smoothing import NoisyClassifier
 from .zoospec import ZooSpec
@@ -28,7 +29,9 @@ class Checkpoints:
         """A sub-model by name (``<arch>_s<sigma>``); its card must describe the zoo spec's model."""
         if name not in self._loaded:
             expected = {s.name: s for s in self.spec.submodels()}.get(name)
-            self._remember(name, zoo.load_submodel(self.zoo_dir, name, self.device, expected), lambda m: m.base)
+            model = zoo.load_submodel(self.zoo_dir, name, self.device, expected)
+            layout.fold_batchnorm(model.base.eval())  # evaluation only: one layer less per conv-BN pair
+            self._remember(name, model, lambda m: m.base)
         return self._loaded[name]
 
     def baseline(self, name: str) -> nn.Module:

@@ -28,6 +28,20 @@ def cpu_capability() -> str:
         return "unknown"
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an ``nn.Sequential``
+    into that convolution (``w g / sqrt(v + e)``, bias ``(b - m) g / sqrt(v + e) + beta``) and
+    replace it by Identity, in place: one layer less per pair, the same function up to rounding.
+    For evaluation only (a model that trains again must keep its BatchNorm)."""
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and not (conv.training or bn.training):
+                seq[i] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+    return model
+
+
 def exposed(module: nn.Module) -> bool:
     """Whether ``module`` is a convolution oneDNN's bug can hit in channels_last: a 1x1 kernel
     with a stride above 1 (any channel count: the AVX-512 kernels fail at 8 channels too)."""

@@ -57,3 +57,29 @@ def test_unknown_architecture_lists_known():
 def test_bad_knobs(kw):
     with pytest.raises(ValueError):
         build_model("vgg11", **kw)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vgg11", "mobilenetv2", "densenet121", "inceptionv3"])
+def test_folding_batchnorm_keeps_the_function_and_its_input_gradients(arch):
+    from semlib.layout import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model(arch, width=0.25, depth=0.25, stem_stride=2)
+    for m in model.modules():  # trained-looking statistics, so a wrong fold would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    count = lambda m: sum(isinstance(q, torch.nn.BatchNorm2d) for q in m.modules())  # noqa: E731
+    before = count(model)
+    assert count(fold_batchnorm(model.train())) == before  # a training model is left alone
+    model.eval()
+    x = torch.rand(4, 3, 32, 32, requires_grad=True)
+    ref = model(x)
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    folded = fold_batchnorm(model)
+    assert count(folded) < before
+    out = folded(x)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4) and torch.allclose(g, g_ref, atol=1e-4, rtol=1e-3)
