@@ -155,3 +155,13 @@ def test_bad_settings_are_refused():
         RobustConfig(eps=0.1, attacks=("fgsm",))
     with pytest.raises(ValueError, match="eps must be"):
         RobustConfig(eps=-1)
+
+
+def test_published_context_rows_are_cited_and_filtered():
+    from semlib.literature import published
+
+    rows = published()
+    assert (rows.robust <= rows.clean).all() and rows.source.str.len().gt(20).all()
+    assert set(published("l2").norm) == {"l2"} and len(published("linf")) + len(published("l2")) == len(rows)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        published("l1")
