@@ -37,7 +37,7 @@ import torch
 from . import layout
 from .attacks import APGD
 from .certification import per_model
-from .attacks.gradient import forward
+from .attacks.apgd import soft_votes
 from .ensemble import Ensemble, StochasticEnsemble
 from .judge import JudgeConfig, judge
 from .settings import is_int, is_real
@@ -161,8 +161,7 @@ def surrogate(model, attack: str) -> Ensemble | None:
 def _ranking(model, x: torch.Tensor, y: torch.Tensor, votes: int, generator) -> torch.Tensor:
     """Classes other than the label, by decreasing mean soft vote over ``votes`` passes, ``[B, C - 1]``."""
     passes = 1 if deterministic(model) else votes
-    index = torch.arange(len(x), device=x.device)
-    p = sum(forward(model, x, index, generator).float().softmax(1) for _ in range(passes)) / passes
+    p = sum(soft_votes(model, x, generator) for _ in range(passes)) / passes
     order = p.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)
     return order[:, :-1]
 

@@ -94,7 +94,7 @@ class APGD(Attack):
         passes = torch.zeros(b, dtype=torch.long)
         self.begin(model, b, generator)
         aim = target if self.loss != "vote" or target is not None else _best_wrong(
-            _soft_votes(model, cur, generator), y)
+            soft_votes(model, cur, generator), y)
         for k in range(self.steps + 1):
             if success is not None:
                 self._check(success, cur, done, result)
@@ -143,7 +143,7 @@ class APGD(Attack):
 
 
 @torch.no_grad()
-def _soft_votes(model, x: torch.Tensor, generator) -> torch.Tensor:
+def soft_votes(model, x: torch.Tensor, generator) -> torch.Tensor:
     """The soft vote ``softmax(logits)`` of one stochastic pass, ``[B, C]``."""
     return forward(model, x, torch.arange(len(x), device=x.device), generator).float().softmax(1)
 
