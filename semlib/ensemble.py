@@ -122,23 +122,31 @@ class SEMSampler:
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Membership masks of ``n`` independent draws: bool ``[n, M]`` (M = collection size)."""
         m, f = len(self.names), len(self.family_names)
-        if keyed(generator):  # per-request streams: each draw from its own uniforms
-            return self._from_uniforms(rand((n, 1 + max(2 * f, m)), generator))
+        if keyed(generator):  # per-request streams: each draw from its own uniforms (K, then orders, picks)
+            u = rand((n, 1 + max(2 * f, m)), generator)
+            k = self.k_min + (u[:, 0] * (self.k_max - self.k_min + 1)).long().clamp(max=self.k_max - self.k_min)
+            return self._masks(k, lambda rows, lo, width: u[rows, 1 + lo:1 + lo + width])
         k = torch.randint(self.k_min, self.k_max + 1, (n,), generator=generator)
-        mask = torch.zeros(n, m, dtype=torch.bool)
+        return self._masks(k, lambda rows, lo, width: torch.rand(len(rows), width, generator=generator))
+
+    def _masks(self, k: torch.Tensor, uniforms) -> torch.Tensor:
+        """The draws of sizes ``k`` ``[n]``; ``uniforms(rows, offset, width)``: those rows' uniforms
+        for the family order (offset 0), the picks (offset F) or the sub-model order (0, width M)."""
+        m, f = len(self.names), len(self.family_names)
+        mask = torch.zeros(len(k), m, dtype=torch.bool)
         by_family = k <= f
         if bool(by_family.any()):
             rows = torch.nonzero(by_family).flatten()
             # a uniformly random order of families per request; the first K are chosen
-            order = torch.rand(len(rows), f, generator=generator).argsort(1)
+            order = uniforms(rows, 0, f).argsort(1)
             chosen = torch.arange(f)[None, :] < k[rows, None]
             # one sub-model per family, uniformly among that family's members
-            pick = (torch.rand(len(rows), f, generator=generator) * self.family_sizes[order]).long()
+            pick = (uniforms(rows, f, f) * self.family_sizes[order]).long()
             r, c = torch.nonzero(chosen, as_tuple=True)
             mask[rows[r], self.member_table[order[r, c], pick[r, c]]] = True
         if bool((~by_family).any()):
             rows = torch.nonzero(~by_family).flatten()
-            order = torch.rand(len(rows), m, generator=generator).argsort(1)
+            order = uniforms(rows, 0, m).argsort(1)
             chosen = torch.arange(m)[None, :] < k[rows, None]
             r, c = torch.nonzero(chosen, as_tuple=True)
             mask[rows[r], order[r, c]] = True
@@ -152,26 +160,6 @@ class SEMSampler:
         k = torch.arange(self.k_min, self.k_max + 1, dtype=torch.float64)[:, None]
         f, m = len(self.family_names), len(self.names)
         return torch.where(k <= f, k / f / size, k / m).mean(0)
-
-    def _from_uniforms(self, u: torch.Tensor) -> torch.Tensor:
-        """The draws that uniforms ``u`` ``[n, 1 + max(2F, M)]`` make, row by row: K from the first,
-        then the family order and picks (or the sub-model order) from the next ones."""
-        m, f = len(self.names), len(self.family_names)
-        k = self.k_min + (u[:, 0] * (self.k_max - self.k_min + 1)).long().clamp(max=self.k_max - self.k_min)
-        mask = torch.zeros(len(u), m, dtype=torch.bool)
-        fam = k <= f
-        rows = torch.nonzero(fam).flatten()
-        if len(rows):
-            order = u[rows, 1:1 + f].argsort(1)
-            pick = (u[rows, 1 + f:1 + 2 * f] * self.family_sizes[order]).long()
-            r, c = torch.nonzero(torch.arange(f)[None, :] < k[rows, None], as_tuple=True)
-            mask[rows[r], self.member_table[order[r, c], pick[r, c]]] = True
-        rows = torch.nonzero(~fam).flatten()
-        if len(rows):
-            order = u[rows, 1:1 + m].argsort(1)
-            r, c = torch.nonzero(torch.arange(m)[None, :] < k[rows, None], as_tuple=True)
-            mask[rows[r], order[r, c]] = True
-        return mask
 
     def realizations(self, mask: torch.Tensor) -> list[Realization]:
         return [Realization(int(row.sum()), tuple(self.names[i] for i in torch.nonzero(row).flatten()))
