@@ -9,9 +9,11 @@ Ratios come from one run; run it with nothing else busy:
 Layouts: ``chunk`` — every pass of an ensemble capped at the single-model chunk (the engine
 before ensembles declared their fanout); ``fanout`` — the SEM gets ``chunk * M / E[K]`` rows per
 judge pass (and up to 4x per gradient pass), so its sub-models see full batches; ``fanout,
-one shard`` — the same with all images in one shard. Draws are per image and request
-(``semlib.streams``), so the layouts compute the same curves up to rounding; the share of
-identical per-image distortions is reported. A 2-image sweep warms the kernels first.
+one shard`` — the same with all images in one shard; ``together`` — the curves of a shard run
+together, every network call batched across them (``semlib.batching``, the default), with
+shards of 8 images or one shard. Draws are per image and request (``semlib.streams``), so the
+layouts compute the same curves up to rounding; the share of per-image distortions identical
+to the first layout's is reported. A 2-image sweep warms the kernels first.
 """
 from __future__ import annotations
 
@@ -94,12 +96,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoo", default="laptop")
     ap.add_argument("--json")
+    ap.add_argument("--layouts", default="all", help="comma-separated layout names (default: all)")
+    ap.add_argument("--images", type=int, default=SWEEP["n_images"])
     args = ap.parse_args()
+    SWEEP["n_images"] = args.images
     ceiling = gemm_ceiling()
     print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, {torch.get_num_threads()} threads)", flush=True)
     calls, results, rows = Calls(), {}, {}
-    layouts = (("chunk", {}, no_fanout), ("fanout", {}, contextlib.nullcontext),
-               ("fanout, one shard", {"shard_size": SWEEP["n_images"]}, contextlib.nullcontext))
+    one = {"shard_size": SWEEP["n_images"]}
+    layouts = [(name, extra, ctx) for name, extra, ctx in (
+        ("chunk", {"together": False}, no_fanout), ("fanout", {"together": False}, contextlib.nullcontext),
+        ("fanout, one shard", {**one, "together": False}, contextlib.nullcontext),
+        ("together", {}, contextlib.nullcontext), ("together, one shard", one, contextlib.nullcontext))
+        if name in args.layouts.split(",") or args.layouts == "all"]
     with tempfile.TemporaryDirectory() as tmp:
         warm = Study(args.zoo, StudyConfig.from_dict({**SWEEP, "n_images": 2}), threshold=0.2, cache_dir=Path(tmp) / "warm")
         warm.curves(CURVES, progress=False)  # loads and warms the kernels, so no layout pays for it
@@ -117,11 +126,12 @@ def main() -> None:
                              "gflop_per_s": round(calls.flops / 1e9 / wall, 2),
                              "fraction_of_ceiling": round(calls.flops / 1e9 / wall / ceiling, 3)}
             print(name, json.dumps(results[name]), flush=True)
-    base = rows["chunk"].distortion.fillna(-1)
+    first = next(iter(rows))
+    base = rows[first].distortion.fillna(-1)
+    speed = {f"speedup_{k}": round(results[first]["wall_s"] / v["wall_s"], 2) for k, v in results.items() if k != first}
     out = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "zoo": args.zoo, "curves": len(CURVES), "images": SWEEP["n_images"], "gemm_ceiling_gflop_per_s": round(ceiling, 1),
-           "layouts": results, "speedup_fanout": round(results["chunk"]["wall_s"] / results["fanout"]["wall_s"], 2),
-           "speedup_one_shard": round(results["chunk"]["wall_s"] / results["fanout, one shard"]["wall_s"], 2),
+           "layouts": results, "reference": first, **speed,
            "identical_distortions": {k: round(float((v.distortion.fillna(-1) == base).mean()), 3) for k, v in rows.items()}}
     print(json.dumps(out, indent=1))
     if args.json:

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .batching import call_networks
 from .smoothing import NoisyClassifier, call_classifier
 from .streams import bind, draw_generator, keyed, rand, select
 
@@ -49,10 +50,25 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         out = None
         generator = bind(generator, len(x))  # a request's members draw from its one stream, in turn
-        for w, m in zip(self.weights, self.members):
-            z = w * call_classifier(m, x, generator)
-            out = z if out is None else out + z
+        for w, z in zip(self.weights, call_members([(m, x, generator) for m in self.members])):
+            out = w * z if out is None else out + w * z
         return out
+
+
+def call_members(calls: list[tuple[nn.Module, torch.Tensor, torch.Generator | None]]) -> list[torch.Tensor]:
+    """``[call_classifier(m, x, g) for m, x, g in calls]``, randomness drawn in that order; the
+    networks of noisy members are then called together (batched: :mod:`semlib.batching`)."""
+    out: list[torch.Tensor | None] = []
+    plain = []
+    for m, x, g in calls:
+        if isinstance(m, NoisyClassifier) and m.network is not None:
+            plain.append((len(out), m.network, m.perturb(x, g)))
+            out.append(None)
+        else:
+            out.append(call_classifier(m, x, g))
+    for (i, _, _), z in zip(plain, call_networks([(net, x) for _, net, x in plain])):
+        out[i] = z
+    return out
 
 
 def fit_weights(ensemble: Ensemble, x: torch.Tensor, y: torch.Tensor, *, steps: int = 100, lr: float = 0.05,
@@ -227,14 +243,10 @@ class StochasticEnsemble(nn.Module):
         out = None
         mask = mask.to(x.device)
         generator = bind(generator, len(x))
-        for j, member in enumerate(self.members):
-            rows = torch.nonzero(mask[:, j]).flatten()
-            if len(rows) == 0:
-                continue
-            z = call_classifier(member, x[rows], select(generator, rows.cpu()))
-            if out is None:
-                out = x.new_zeros(len(x), z.shape[1])
-            out = out.index_add(0, rows, z)
+        rows = [torch.nonzero(mask[:, j]).flatten() for j in range(len(self.members))]
+        calls = [(m, x[r], select(generator, r.cpu())) for m, r in zip(self.members, rows) if len(r)]
+        for r, z in zip([r for r in rows if len(r)], call_members(calls)):  # members' networks batched
+            out = (x.new_zeros(len(x), z.shape[1]) if out is None else out).index_add(0, r, z)
         return out
 
 

@@ -31,6 +31,7 @@ from scipy.stats import binomtest, norm
 from scipy.stats import beta as beta_dist
 from torch import nn
 
+from .batching import call_networks
 from .inputs import NUM_CLASSES, check_images, check_labels  # noqa: F401  (smoothing.check_* is public)
 from .models import CIFAR10_STD
 from .settings import is_finite, is_real
@@ -103,10 +104,19 @@ class NoisyClassifier(nn.Module):
     def deterministic(self) -> bool:
         return self.sigma == 0
 
+    @property
+    def network(self) -> nn.Module | None:
+        """The base when it is a plain network (its calls can be batched: :mod:`semlib.batching`)."""
+        return None if accepts_generator(self.base) else self.base
+
+    def perturb(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return add_noise(x, self.sigma, self.noise_space, bind(generator, len(x)))  # one request per row
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        # a random base (e.g. a SEM under one shared noise draw) draws from the same generator
-        generator = bind(generator, len(x))  # one request per row: its noise, then its base's draws
-        return call_classifier(self.base, add_noise(x, self.sigma, self.noise_space, generator), generator)
+        if self.network is not None:
+            return call_networks([(self.base, self.perturb(x, generator))])[0]
+        generator = bind(generator, len(x))  # a random base (e.g. a SEM) draws after the noise, same stream
+        return self.base(self.perturb(x, generator), generator)
 
 
 def deterministic(model: Callable) -> bool:
@@ -136,6 +146,7 @@ def _signature_has_generator(fn: Callable) -> bool:
 def call_classifier(classifier: Callable, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Logits of one (stochastic) forward pass; plain deterministic modules get ``x`` only."""
     return classifier(x, generator) if accepts_generator(classifier) else classifier(x)
+
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import torch
 
 from .attacks import APGD, ATTACKS, Attack, make_attack
+from .curves import SearchConfig
 from .judge import JudgeConfig
 from .scenarios import SCENARIOS, Defended, scenario
 from .settings import from_dict as settings_from_dict
@@ -60,11 +61,12 @@ class StudyConfig:
     eps_max: float = 0.1  # right end of the plotted eps grid (plots and claims only)
     shard_size: int = 50  # images per cached shard
     channels_last: bool = True  # attack and judge channels_last, strided 1x1 convs guarded (x1.09-1.19, AVX2)
+    together: bool = True  # a shard's curves run together, network calls batched (semlib.batching)
 
     # fields that change the plots or the ledger, not a curve; and how it is computed, not what
     # (in the cache key through Study.key_config, never in the seeds)
     _presentation = ("n_images", "eps_max")
-    _computation = ("channels_last", "shard_size")  # draws are per image and request (semlib.streams)
+    _computation = ("channels_last", "shard_size", "together")  # draws are per image and request (semlib.streams)
     # names in cache keys and seeds, where a field was renamed since curves were first keyed
     _key_names = {"contrast_arch": "single_arch"}
 
@@ -88,7 +90,8 @@ class StudyConfig:
              f"binary_steps must be an integer >= 0, got {self.binary_steps!r}")
         need(self.steps == 1 or self.period < self.steps,
              f"period ({self.period}) must be below steps ({self.steps}): attacker B refreshes its draws within a run")
-        need(isinstance(self.channels_last, bool), f"channels_last must be true or false, got {self.channels_last!r}")
+        for flag in ("channels_last", "together"):
+            need(isinstance(getattr(self, flag), bool), f"{flag} must be true or false, got {getattr(self, flag)!r}")
         need(self.norm in ("linf", "l2"), f"norm must be 'linf' or 'l2', got {self.norm!r}")
         need(0 < self.alpha < 1, f"alpha (abstention threshold) must lie in (0, 1), got {self.alpha!r}")
         need(self.eps0 > 0, f"eps0 must be > 0, got {self.eps0!r}")
@@ -116,6 +119,10 @@ class StudyConfig:
                         loss=self.apgd_loss, channels_last=self.channels_last)
         return make_attack(name, norm=self.norm, steps=1 if name == "fgsm" else self.steps,  # FGSM: one step
                            eot=1 if deterministic else self.eot, channels_last=self.channels_last)
+
+    def search(self) -> SearchConfig:
+        """The eps search of this study's curves."""
+        return SearchConfig(eps0=self.eps0, search_steps=self.search_steps, binary_steps=self.binary_steps)
 
     def judge(self, deterministic: bool = False) -> JudgeConfig:
         """The Monte-Carlo judgement of this study (one vote for a ``deterministic`` model)."""

@@ -11,7 +11,6 @@ curves ran before, on interruptions or on the executor.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -25,10 +24,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import artifacts, device as devices, layout, runner, zoo
+from . import artifacts, device as devices, layout, runner, shards, zoo
 from .checkpoints import Checkpoints
-from .cache import cache_key, cached, cached_shards, finished, request_streams
-from .curves import SearchConfig, search_distortion
+from .cache import cache_key, request_streams
 from .data import eval_subset, find_data_dir
 from .outputs import project_root
 from .runner import Executor
@@ -210,21 +208,9 @@ class Study:
         archs = self.baseline_spec.members if ensemble else [self.cfg.contrast_arch]
         return sorted({self.spec.submodel(a, self.baseline_spec.sigma if smoothed else 0.0).name for a in archs})
 
-    def compute_shard(self, spec: CurveSpec, sl: slice) -> pd.DataFrame:
-        """The per-image rows of ``spec`` on images ``sl``, seeded by the curve and each image."""
-        attack_model, judge_model = self.models_for(spec)
-        attack = self.attack_for(spec, attack_model)
-        judge = self.cfg.judge(deterministic(judge_model))
-        search = SearchConfig(eps0=self.cfg.eps0, search_steps=self.cfg.search_steps,
-                              binary_steps=self.cfg.binary_steps)
-        gen = request_streams(self.seed_config(spec), self.ids[sl])
-        x, y, target = self.images(sl, spec.goal == "targeted")
-        with contextlib.ExitStack() as layouts:  # strided 1x1 convolutions stay NCHW (semlib.layout)
-            for m in {id(m): m for m in (attack_model, judge_model)}.values():
-                layouts.enter_context(layout.channels_last(m, self.cfg.channels_last))
-            return search_distortion(attack, attack_model, judge_model, x, y, target,
-                                     norm=self.cfg.norm, search=search, judge=judge, generator=gen,
-                                     ids=self.ids[sl].numpy(), clean_generator=self.clean_generator(spec, sl))
+    def store_shards(self, curve_specs: list[CurveSpec], sl: slice) -> list[pd.DataFrame]:
+        """Each curve's rows on images ``sl``, from the cache or computed together (:mod:`semlib.shards`)."""
+        return shards.store(self, curve_specs, sl)
 
     def clean_generator(self, spec: CurveSpec, sl: slice):
         """Clean correctness's votes: seeded by the judging model and image, shared by its curves."""
@@ -242,12 +228,7 @@ class Study:
     def curve(self, spec: CurveSpec, progress: bool = False, n_images: int | None = None) -> pd.DataFrame:
         """One row per evaluation image for ``spec`` (cached shard by shard); ``n_images``: only
         the first so many (whole shards are reused, so a shard size of 1 reuses any prefix)."""
-        config = self.key_config(spec)
-        n = len(self.y) if n_images is None else min(n_images, len(self.y))
-        rows = cached_shards(config, n, lambda sl: self.compute_shard(spec, sl), self.cache_dir, self.cfg.shard_size,
-                             progress=progress, info=self.computed_on)
-        return rows.assign(label=self.label(spec), scenario=spec.scenario, attack=spec.attack, goal=spec.goal,
-                           variant=spec.variant)
+        return self.curves([spec], progress, n_images)
 
     def recipe(self) -> str:
         """How to rebuild this study elsewhere (a worker process): absolute paths, as JSON."""
@@ -256,27 +237,22 @@ class Study:
                            "cache_dir": str(self.cache_dir.resolve()), "device": self._device_request}, sort_keys=True)
 
     def shard_tasks(self, curve_specs: Iterable[CurveSpec], n_images: int | None = None) -> list[tuple]:
-        """One task ``(recipe, spec, start, stop)`` for :func:`compute_shard_task` per curve shard
-        the cache does not hold yet (variants registered by add_variant stay in this process)."""
-        recipe = self.recipe()
-        configs = [(s, self.key_config(s)) for s in curve_specs if s.variant in VARIANTS]
-        return [(recipe, s.key(), sl.start, sl.stop) for s, config in configs for sl in self.shards(n_images)
-                if not finished({**config, "shard": [sl.start, sl.stop]}, self.cache_dir)]
+        """Tasks ``(recipe, specs, start, stop)`` for :func:`compute_shard_task` (:func:`semlib.shards.tasks`)."""
+        return shards.tasks(self, [s for s in curve_specs if s.variant in VARIANTS], n_images)
 
     def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
                executor: Executor | None = None) -> pd.DataFrame:
-        """Rows of every curve in ``curve_specs`` (one per curve and image). With a local or Ray
-        ``executor`` the missing shards are computed as its tasks first; the result is the same."""
+        """Rows of every curve in ``curve_specs`` (one per curve and image). The missing shards are
+        computed first, as the ``executor``'s tasks (local or Ray) or here; the result is the same."""
         curve_specs = list(curve_specs)
         if executor is not None and not executor.serial:
             runner.run(compute_shard_task, self.shard_tasks(curve_specs, n_images), executor, desc="curve shards",
                        progress=progress)
-        out = []
-        bar = tqdm(curve_specs, desc="curves", disable=not progress)
-        for s in bar:
-            bar.set_postfix_str(f"{self.label(s)} {s.attack} {s.goal}")
-            out.append(self.curve(s, n_images=n_images))
-        return pd.concat(out, ignore_index=True)
+        parts = [self.store_shards(curve_specs, sl) for sl in tqdm(
+            self.shards(n_images), desc=f"{len(curve_specs)} curves, image shards", disable=not progress)]
+        return pd.concat([pd.concat([p[i] for p in parts], ignore_index=True).assign(
+            label=self.label(s), scenario=s.scenario, attack=s.attack, goal=s.goal, variant=s.variant)
+            for i, s in enumerate(curve_specs)], ignore_index=True)
 
     def eps_grid(self, points: int = 101, eps_max: float | None = None) -> np.ndarray:
         return np.linspace(0.0, eps_max or self.cfg.eps_max, points)
@@ -289,11 +265,9 @@ def _study(recipe: str) -> Study:
                  data_dir=r["data_dir"], cache_dir=r["cache_dir"], device=r["device"])
 
 
-def compute_shard_task(recipe: str, spec: dict, start: int, stop: int) -> str:
-    """One curve shard as a task (any process, e.g. a pool or Ray worker): rebuilds the study from
-    ``recipe`` (once per process), computes the shard unless cached and stores it; returns its key."""
-    study = _study(recipe)
-    s = CurveSpec.from_key(spec)
-    config = {**study.key_config(s), "shard": [start, stop]}
-    cached(config, lambda: study.compute_shard(s, slice(start, stop)), study.cache_dir, info=study.computed_on)
-    return cache_key(config)
+def compute_shard_task(recipe: str, curve_specs: list[dict], start: int, stop: int) -> list[str]:
+    """Curves of one image shard as a task (any process, e.g. a pool or Ray worker): rebuilds the
+    study from ``recipe`` (once per process), computes what is not cached and stores it; returns the keys."""
+    study, specs_ = _study(recipe), [CurveSpec.from_key(s) for s in curve_specs]
+    study.store_shards(specs_, slice(start, stop))
+    return [cache_key({**study.key_config(s), "shard": [start, stop]}) for s in specs_]

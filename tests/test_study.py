@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from semlib import certification, study as st
+from semlib import certification, shards, study as st
 from semlib.scenarios import SCENARIOS
 from semlib.smoothing import NoisyClassifier
 from semlib.study import CurveSpec, Study, StudyConfig, asr_table, random_targets, specs, summary_table
@@ -118,8 +118,8 @@ def test_curves_are_cached_and_deterministic(laptop, data_dir, tmp_path, monkeyp
     assert len(first) == 2 * 3 and set(first.label) == {"G", "H"}
     assert first.distortion.notna().any()
     calls = []
-    real = st.search_distortion
-    monkeypatch.setattr(st, "search_distortion", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = shards.search_distortion
+    monkeypatch.setattr(shards, "search_distortion", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = laptop.curves(spec, progress=False)
     assert calls == [] and again.equals(first)  # every shard came from the cache
     fresh = Study("laptop", laptop.cfg, threshold=0.2, data_dir=data_dir, cache_dir=tmp_path / "other")
@@ -146,7 +146,8 @@ def test_every_curve_of_a_defense_shares_its_clean_verdicts(data_dir, tmp_path, 
     clean = rows.pivot_table(index="example", columns="scenario", values="clean_correct", aggfunc="first")
     assert all(clean[c].equals(clean["A"]) for c in "BCE") and clean["J"].equals(clean["F"])
     monkeypatch.setattr(Study, "clean_generator", lambda self, spec, sl: None)  # the curve's own votes
-    own = [s.compute_shard(CurveSpec(a, "bim"), slice(0, 8)).clean_correct for a in "ABCD"]
+    own = [r.clean_correct for r in shards.compute(s, [CurveSpec(a, "bim") for a in "ABCD"], slice(0, 8),
+                                                   [lambda rows: rows] * 4)]
     assert not all(o.equals(own[0]) for o in own[1:])  # the check above can fail
 
 

@@ -1,0 +1,58 @@
+"""Curve shards, the unit of curve work: the curves of one image shard computed together, their
+network calls batched (:mod:`semlib.batching`; ``StudyConfig.together``), each cached as soon as
+it is done, so an interrupted shard keeps its finished curves. Functions of a
+:class:`semlib.study.Study`.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import pandas as pd
+
+from . import layout
+from .batching import run_together
+from .cache import cached, finished, request_streams
+from .curves import search_distortion
+from .smoothing import deterministic
+
+
+def compute(study, curve_specs: list, sl: slice, finish: list) -> list:
+    """``finish[i](rows)`` of each curve's rows (:func:`semlib.curves.search_distortion`) on
+    images ``sl``, seeded by the curve and each image; together when the study says so."""
+    cfg, jobs = study.cfg, []
+    for spec, done in zip(curve_specs, finish):
+        attack_model, judge_model = study.models_for(spec)
+        x, y, target = study.images(sl, spec.goal == "targeted")
+        run = functools.partial(
+            search_distortion, study.attack_for(spec, attack_model), attack_model, judge_model, x, y, target,
+            norm=cfg.norm, search=cfg.search(), judge=cfg.judge(deterministic(judge_model)),
+            generator=request_streams(study.seed_config(spec), study.ids[sl]), ids=study.ids[sl].numpy(),
+            clean_generator=study.clean_generator(spec, sl))
+        jobs.append(((attack_model, judge_model), lambda run=run, done=done: done(run())))
+    with contextlib.ExitStack() as layouts:  # strided 1x1 convolutions stay NCHW (semlib.layout)
+        for m in {id(m): m for models, _ in jobs for m in models}.values():
+            layouts.enter_context(layout.channels_last(m, cfg.channels_last))
+        work = [task for _, task in jobs]
+        return run_together(work) if cfg.together and len(work) > 1 else [task() for task in work]
+
+
+def store(study, curve_specs: list, sl: slice) -> list[pd.DataFrame]:
+    """Each curve's rows on images ``sl``: from the cache, else computed (together) and cached
+    as soon as each is done."""
+    configs = [{**study.key_config(s), "shard": [sl.start, sl.stop]} for s in curve_specs]
+    todo = [i for i, c in enumerate(configs) if not finished(c, study.cache_dir)]
+    keep = [functools.partial(cached, configs[i], cache_dir=study.cache_dir, info=study.computed_on) for i in todo]
+    done = dict(zip(todo, compute(study, [curve_specs[i] for i in todo], sl,
+                                  [lambda rows, f=f: f(lambda: rows) for f in keep])))
+    return [done[i] if i in done else cached(c, None, study.cache_dir) for i, c in enumerate(configs)]
+
+
+def tasks(study, curve_specs: list, n_images: int | None = None) -> list[tuple]:
+    """Per image shard, the curves the cache does not hold yet as tasks ``(recipe, spec keys,
+    start, stop)``: all in one task when together, else one task each."""
+    recipe, configs, out = study.recipe(), [(s, study.key_config(s)) for s in curve_specs], []
+    for sl in study.shards(n_images):
+        todo = [s.key() for s, c in configs if not finished({**c, "shard": [sl.start, sl.stop]}, study.cache_dir)]
+        out += [(recipe, g, sl.start, sl.stop) for g in ([todo] if study.cfg.together else [[k] for k in todo]) if g]
+    return out

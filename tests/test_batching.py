@@ -1,0 +1,135 @@
+"""Batched network calls across computations run together (semlib.batching): the same outputs
+and input gradients as calls made alone, bigger batches, results that do not depend on thread
+timing, errors that reach the caller without a hang; whole eps searches (BIM, PGD, APGD, NES,
+attackers A and B, contrast F) give exactly the same rows together as alone on models whose
+logits need no floating-point sums."""
+import random
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from semlib.attacks import APGD, BIM, NES, PGD
+from semlib.batching import Counts, call_networks, run_together
+from semlib.curves import SearchConfig, search_distortion
+from semlib.ensemble import Ensemble, HeldDraws
+from semlib.judge import JudgeConfig
+from semlib.smoothing import NoisyClassifier
+from semlib.streams import Streams
+from test_streams import Pixels, _images, _sem
+
+pytestmark = pytest.mark.timeout(300)  # a scheduling bug would hang: fail instead
+
+
+def _nets(n=3, seed=0):
+    torch.manual_seed(seed)
+    return [nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 5)).eval()
+            for _ in range(n)]
+
+
+def _task(nets, x, i, jitter=False):
+    """Two bundles with gradients (one used twice before its backward), then one without."""
+    def run():
+        if jitter:
+            time.sleep(random.random() / 50)
+        xi = x.clone().requires_grad_(True)
+        a, b = call_networks([(nets[i % 3], 2 * xi), (nets[(i + 1) % 3], xi[:2])])
+        (c,) = call_networks([(nets[(i + 2) % 3], xi.flip(0))])  # a second bundle before any backward
+        loss = a.square().sum() + b.sum() + (c * a).sum()
+        (g,) = torch.autograd.grad(loss, xi)
+        if jitter:
+            time.sleep(random.random() / 50)
+        with torch.no_grad():
+            (d,) = call_networks([(nets[0], xi)])
+        return g, d
+    return run
+
+
+def test_batched_calls_match_calls_made_alone():
+    nets = _nets()
+    xs = [torch.rand(3 + i, 3, 4, 4) for i in range(6)]
+    counts = Counts()
+    together = run_together([_task(nets, x, i) for i, x in enumerate(xs)], counts)
+    alone = [_task(nets, x, i)() for i, x in enumerate(xs)]
+    for (g, d), (g0, d0) in zip(together, alone):
+        torch.testing.assert_close(g, g0, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(d, d0, rtol=1e-5, atol=1e-6)
+        assert g.abs().sum() > 0
+    # 6 tasks x 4 network calls; rounds: two bundles with gradients (3 nets each), their two
+    # backwards (no forward call), one bundle without (1 net): every net called once per round
+    assert counts.rounds == 5 and len(counts.rows) == 7 and sum(counts.rows) == sum(3 * len(x) + 2 for x in xs)
+    assert max(counts.rows) > max(len(x) for x in xs)
+
+
+def test_results_do_not_depend_on_thread_timing():
+    nets = _nets()
+    xs = [torch.rand(2 + i, 3, 4, 4) for i in range(5)]
+    random.seed(0)
+    first = run_together([_task(nets, x, i, jitter=True) for i, x in enumerate(xs)])
+    second = run_together([_task(nets, x, i, jitter=True) for i, x in enumerate(xs)])
+    assert all(torch.equal(a, b) for r, s in zip(first, second) for a, b in zip(r, s))
+
+
+def test_a_task_error_reaches_the_caller_and_the_others_finish():
+    nets, done = _nets(), []
+
+    def bad():
+        call_networks([(nets[0], torch.rand(2, 3, 4, 4))])
+        raise ValueError("task 1 failed")
+
+    def good():
+        for _ in range(3):
+            call_networks([(nets[1], torch.rand(2, 3, 4, 4))])
+        done.append(1)
+
+    with pytest.raises(ValueError, match="task 1 failed"):
+        run_together([good, bad, good])
+    assert done == [1, 1]
+    with pytest.raises(RuntimeError, match="mat1 and mat2|shape"):  # a network's error reaches its caller
+        run_together([lambda: call_networks([(nets[0], torch.rand(2, 3, 5, 5))]), good])
+
+
+def _curve(attack, model, x, y, ids, target=None, judge_model=None):
+    return lambda: search_distortion(attack, model, judge_model or model, x, y, target,
+                                     search=SearchConfig(eps0=0.05, search_steps=4, binary_steps=2),
+                                     judge=JudgeConfig(n=20, alpha=0.3, chunk=5), generator=Streams(11, ids),
+                                     ids=ids.numpy())
+
+
+def test_whole_searches_are_the_same_together_and_alone():
+    sem, (x, y, ids) = _sem(), _images(8)
+    members = [NoisyClassifier(Pixels(3.0), 0.1), NoisyClassifier(Pixels(2.0), 0.2), NoisyClassifier(Pixels(4.0), 0.0)]
+    f = Ensemble(members)
+    target = (y + 1) % 10
+    curves = [_curve(BIM(steps=3, eot=2, chunk=4), HeldDraws(sem, period=1), x, y, ids, judge_model=sem),
+              _curve(PGD(steps=3, eot=2, chunk=3), HeldDraws(sem, period=2), x, y, ids, target, judge_model=sem),
+              _curve(APGD(steps=4, eot=2, chunk=3), sem, x, y, ids),
+              _curve(NES(max_queries=40, samples=4), sem, x, y, ids),
+              _curve(BIM(steps=3, eot=2), f, x, y, ids)]
+    alone, counts = [c() for c in curves], Counts()
+    each = [run_together([c], counts)[0] for c in curves]  # one at a time, counted
+    rows, calls = sum(counts.rows), len(counts.rows)
+    counts = Counts()
+    together = run_together(curves, counts)
+    for a, b, c in zip(alone, together, each):
+        assert a.equals(b) and a.equals(c)
+    assert all(a.distortion.notna().any() for a in alone)
+    assert sum(counts.rows) == rows  # the same work, in fewer and bigger calls
+    assert len(counts.rows) < 0.75 * calls  # (the longest curve, NES, sets the number of rounds)
+
+
+def test_each_call_keeps_its_threads_autocast_and_grad_mode():
+    nets, x = _nets(), torch.rand(2, 3, 4, 4)
+
+    def cast():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return call_networks([(nets[0], x)])[0]
+
+    def plain():
+        with torch.no_grad():
+            return call_networks([(nets[0], x)])[0]
+
+    low, full = run_together([cast, plain])
+    assert low.dtype == torch.bfloat16 and full.dtype == torch.float32 and not full.requires_grad
+    torch.testing.assert_close(low.float(), full, rtol=0.05, atol=0.05)
