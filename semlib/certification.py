@@ -6,13 +6,18 @@ paper's eq. 4 argument), and F and G are certified the same way. ``study`` is a
 :class:`semlib.study.Study` (its models, images and cache)."""
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import pandas as pd
 import torch
 from torch import nn
 
 from tqdm.auto import tqdm
 
-from .cache import cached_shards, request_streams, shard_generator
+from . import layout
+from .batching import run_together
+from .cache import cached, request_streams, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
 from .judge import judge
@@ -55,20 +60,32 @@ def clean_rows(study, models: dict, progress: bool = True) -> pd.DataFrame:
 
 
 def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool,
-              streams: bool = False) -> pd.DataFrame:
+              streams: bool = False, channels_last: bool = False) -> pd.DataFrame:
     """``compute(model, shard, generator)`` for every model and image shard, cached under
     ``key(label)`` plus the study's settings, with a column ``label``. The generator: per-request
     streams of the shard's images with ``streams`` (:func:`semlib.cache.request_streams`), else
-    one per shard."""
-    out = []
-    for label, model in tqdm(models.items(), desc=desc, disable=not progress):
+    one per shard. On each shard the models run together (``StudyConfig.together``: their
+    network calls batched, :mod:`semlib.batching`), each cached as soon as it is done;
+    ``channels_last``: the models run channels_last (strided 1x1 convolutions stay NCHW)."""
+    jobs = []
+    for label, model in models.items():
         draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
         config = {**draws, "models": study.checkpoints(model)} | ({"draws": "per-request"} if streams else {})
-        gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
-        rows = cached_shards(config, len(study.y), lambda sl, m=model, c=draws: compute(m, sl, gen(c, sl)),
-                             study.cache_dir, study.cfg.shard_size, info=study.computed_on)
-        out.append(rows.assign(label=label))
-    return pd.concat(out, ignore_index=True)
+        jobs.append((label, model, draws, config))
+    gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
+    parts: dict[str, list[pd.DataFrame]] = {label: [] for label, *_ in jobs}
+    with contextlib.ExitStack() as layouts:
+        for m in {id(m): m for _, m, _, _ in jobs}.values():
+            layouts.enter_context(layout.channels_last(m, channels_last))
+        for sl in tqdm(study.shards(), desc=desc, disable=not progress):
+            tasks = [functools.partial(cached, {**config, "shard": [sl.start, sl.stop]},
+                                       functools.partial(compute, m, sl, gen(draws, sl)), study.cache_dir,
+                                       study.computed_on) for _, m, draws, config in jobs]
+            done = run_together(tasks) if study.cfg.together and len(tasks) > 1 else [t() for t in tasks]
+            for (label, *_), rows in zip(jobs, done):
+                parts[label].append(rows)
+    return pd.concat([pd.concat(p, ignore_index=True).assign(label=label) for label, p in parts.items()],
+                     ignore_index=True)
 
 
 def certifiable(study, sigma: float) -> dict[str, nn.Module]:

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import layout
 from .attacks import APGD
 from .certification import per_model
 from .attacks.apgd import soft_votes
@@ -197,11 +196,11 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
     images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``."""
     def compute(model, sl: slice, gen: torch.Generator) -> pd.DataFrame:
         x, y, _ = study.images(sl)
-        with layout.channels_last(model, cfg.channels_last):  # strided 1x1 convolutions stay NCHW
-            return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy())
+        return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy())
 
     key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)}}  # noqa: E731
-    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True)
+    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True,
+                     channels_last=cfg.channels_last)
     # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget
     return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot, scenario=rows.label, variant="sem",
                        attack="robust", goal=budget(cfg.norm, cfg.eps))

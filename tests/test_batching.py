@@ -133,3 +133,36 @@ def test_each_call_keeps_its_threads_autocast_and_grad_mode():
     low, full = run_together([cast, plain])
     assert low.dtype == torch.bfloat16 and full.dtype == torch.float32 and not full.requires_grad
     torch.testing.assert_close(low.float(), full, rtol=0.05, atol=0.05)
+
+
+class _Study:
+    """What certification.per_model reads of a study, around the exact test models."""
+
+    def __init__(self, x, y, ids, cache_dir, together):
+        self.x, self.y, self.ids, self.cache_dir = x, y, ids, cache_dir
+        self.cfg = type("Cfg", (), {"together": together, "curve_fields": lambda self: {"n": 20}})()
+        self.computed_on, self.device = {}, torch.device("cpu")
+
+    def shards(self):
+        return [slice(0, 4), slice(4, len(self.y))]
+
+    def checkpoints(self, model):
+        return {"model": "exact"}
+
+
+def test_robust_rows_of_several_defenses_are_the_same_together_and_alone(tmp_path):
+    from semlib.certification import per_model
+    from semlib.robust import RobustConfig, evaluate
+
+    sem, (x, y, ids) = _sem(), _images(10)
+    f = Ensemble([sem.members[0], sem.members[2], sem.members[4]])  # F shares the SEM's networks
+    cfg = RobustConfig(eps=0.15, steps=3, eot=2, targets=2, votes=2, judge=JudgeConfig(n=20, alpha=0.3))
+    rows = {}
+    for together in (False, True):
+        study = _Study(x, y, ids, tmp_path / str(together), together)
+        compute = lambda m, sl, gen, s=study: evaluate(m, m, s.x[sl], s.y[sl], cfg, gen, ids=s.ids[sl].numpy())  # noqa: E731
+        rows[together] = per_model(study, {"SEM": sem, "F": f, "G": sem.members[3]}, lambda label: {"robust": label},
+                                   compute, "robust", False, streams=True)
+    assert rows[True].equals(rows[False]) and len(rows[True]) == 30
+    assert 0 < rows[True].robust.sum() < rows[True].clean_correct.sum()
+    assert len(list((tmp_path / "True").glob("*.csv"))) == 6  # each model and shard cached
