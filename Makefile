@@ -11,11 +11,12 @@ export SEMLIB_DATA := $(abspath $(SEMLIB_DATA))
 endif
 export MPLBACKEND ?= Agg
 
-.PHONY: install reproduce zoo test test-fast notebooks bench clean-smoke help
+.PHONY: install reproduce zoo figures test test-fast notebooks bench clean-smoke help
 
 help:
 	@echo "make reproduce [PRESET=smoke|laptop|paper] [EXECUTOR=ray]  run every notebook into outputs/<nb>/<preset>/"
 	@echo "make zoo [PRESET=...] [EXECUTOR=ray]          retrain the preset's zoo from scratch"
+	@echo "make figures [PRESET=...]                    redraw every figure from the committed tables (seconds)"
 	@echo "make test                                    the whole suite (unit, notebooks on smoke, nbval)"
 	@echo "make bench                                   benchmarks (ratios, printed)"
 	@echo "Data: set SEMLIB_DATA=/path/to/cifar10 (the .npz shards or cifar-10-batches-py)."
@@ -36,6 +37,9 @@ reproduce: $(STAMP)
 
 zoo: $(STAMP)
 	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo $(if $(EXECUTOR),--executor $(EXECUTOR)) notebooks/01_zoo.ipynb
+
+figures: $(STAMP)
+	$(BIN)/python -m semlib.figures --preset $(PRESET)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -63,7 +63,8 @@ class OutputDir:
         """Save ``fig`` as ``fig_<topic>.png`` and ``.pdf``; returns the PNG path."""
         for ext in ("png", "pdf"):
             buf = io.BytesIO()
-            fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
+            fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight",  # no date: the same figure, the same bytes
+                        metadata={"CreationDate": None} if ext == "pdf" else None)
             artifacts.atomic_write_bytes(self.path / f"fig_{topic}.{ext}", buf.getvalue())
             self.files.append(f"fig_{topic}.{ext}")
         return self.path / f"fig_{topic}.png"
