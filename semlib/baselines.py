@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ class RSE(nn.Module):
             raise ValueError(f"need sigmas >= 0 and passes >= 1, got {init_sigma}, {inner_sigma}, {passes}")
         self.base, self.passes = base, passes
         self.init_sigma, self.inner_sigma = init_sigma, inner_sigma
-        self._generator: torch.Generator | None = None
+        self._generators: dict[int, torch.Generator] = {}  # thread -> its call's generator (curves run together)
         self._own: torch.Generator | None = None  # for calls without a generator (training): seed()
         convs = [m for m in base.modules() if isinstance(m, nn.Conv2d)]
         if not convs:
@@ -57,7 +58,8 @@ class RSE(nn.Module):
             (x,) = args
             if sigma == 0:
                 return None
-            noise = randn(x.shape, self._own if self._generator is None else self._generator, device=x.device, dtype=x.dtype)
+            generator = self._generators.get(threading.get_ident(), self._own)
+            noise = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             return (x + sigma * noise,)
 
         return hook
@@ -70,14 +72,16 @@ class RSE(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        self._generator = bind(generator, len(x))  # a request's layers draw from its one stream, in turn
+        thread = threading.get_ident()
+        if generator is not None:  # a request's layers draw from its one stream, in turn
+            self._generators[thread] = bind(generator, len(x))
         try:
             if self.passes == 1:
                 return self.base(x)
             probs = torch.stack([self.base(x).softmax(1) for _ in range(self.passes)]).mean(0)
             return probs.clamp_min(1e-12).log()
         finally:
-            self._generator = None
+            self._generators.pop(thread, None)
 
 
 def adp_loss(logits: list[torch.Tensor] | torch.Tensor, y: torch.Tensor, alpha: float = 2.0, beta: float = 0.5,

@@ -166,3 +166,27 @@ def test_robust_rows_of_several_defenses_are_the_same_together_and_alone(tmp_pat
     assert rows[True].equals(rows[False]) and len(rows[True]) == 30
     assert 0 < rows[True].robust.sum() < rows[True].clean_correct.sum()
     assert len(list((tmp_path / "True").glob("*.csv"))) == 6  # each model and shard cached
+
+
+def test_a_model_with_per_call_state_runs_in_several_curves_at_once():
+    """RSE keeps its call's generator for its noise layers: one per thread, so curves that
+    share the RSE (its BIM, MIM and PGD panels) run together."""
+    from semlib.baselines import RSE
+
+    class Pause(nn.Module):  # lets the other threads run between the two noise layers
+        def forward(self, x):
+            time.sleep(0.002)
+            return x
+
+    torch.manual_seed(0)
+    rse = RSE(nn.Sequential(nn.Conv2d(3, 4, 3), Pause(), nn.Conv2d(4, 4, 3), nn.Flatten(),
+                            nn.Linear(4 * 28 * 28, 10)).eval())
+    x, ids = torch.rand(6, 3, 32, 32), torch.arange(6)
+
+    def task(seed):
+        return lambda: [rse(x, Streams(seed, ids)) for _ in range(20)]
+
+    alone = [task(s)() for s in range(4)]
+    together = run_together([task(s) for s in range(4)])
+    assert all(torch.equal(a, b) for r, t in zip(alone, together) for a, b in zip(r, t))
+    assert not torch.equal(alone[0][0], alone[1][0])
