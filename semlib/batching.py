@@ -116,6 +116,8 @@ class Scheduler:
         self._cv = threading.Condition()
         self._waiting: dict[int, Any] = {}  # thread -> its pending request
         self._live: set[int] = set()
+        self._broken: BaseException | None = None
+        self._serving: dict[int, Any] = {}  # the requests being run
 
     def run(self, tasks: Sequence[Callable[[], Any]]) -> list[Any]:
         results: list[Any] = [None] * len(tasks)
@@ -137,21 +139,15 @@ class Scheduler:
         self._live = set(range(len(tasks)))
         for t in threads:
             t.start()
-        while True:
+        try:
+            self._serve()
+        except BaseException as e:  # e.g. KeyboardInterrupt: release every thread, then stop
             with self._cv:
-                self._cv.wait_for(lambda: len(self._waiting) == len(self._live))
-                if not self._live:
-                    break
-                batch, self._waiting = self._waiting, {}
-            try:
-                self._execute(batch)
-            except BaseException as e:  # noqa: BLE001 - every waiting thread gets the error
-                for req in batch.values():
-                    req.result = e
-            with self._cv:
-                for req in batch.values():
-                    req.done = True
+                self._broken = e
+                for req in [*self._waiting.values(), *self._serving.values()]:
+                    req.result, req.done = e, True
                 self._cv.notify_all()
+            raise
         for t in threads:
             t.join()
         for e in errors:
@@ -159,11 +155,32 @@ class Scheduler:
                 raise e
         return results
 
+    def _serve(self) -> None:
+        """Whenever every live thread waits, run what they asked for; until none is left."""
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: len(self._waiting) == len(self._live))
+                if not self._live:
+                    return
+                batch, self._waiting = self._waiting, {}
+                self._serving = batch
+            try:
+                self._execute(batch)
+            except Exception as e:  # noqa: BLE001 - every waiting thread gets the error
+                for req in batch.values():
+                    req.result = e
+            with self._cv:
+                for req in batch.values():
+                    req.done = True
+                self._cv.notify_all()
+
     def submit(self, request):
         """Hand ``request`` over and wait for its turn (called by a task's thread)."""
         i = _local.thread
         request.done = False
         with self._cv:
+            if self._broken is not None:
+                raise RuntimeError("the batched run was interrupted") from self._broken
             self._waiting[i] = request
             self._cv.notify_all()
             self._cv.wait_for(lambda: request.done)

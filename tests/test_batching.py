@@ -190,3 +190,31 @@ def test_a_model_with_per_call_state_runs_in_several_curves_at_once():
     together = run_together([task(s) for s in range(4)])
     assert all(torch.equal(a, b) for r, t in zip(alone, together) for a, b in zip(r, t))
     assert not torch.equal(alone[0][0], alone[1][0])
+
+
+def test_an_interrupt_of_the_caller_releases_every_thread(monkeypatch):
+    """A KeyboardInterrupt while the scheduler serves (Ctrl-C in a notebook) reaches the caller;
+    no task thread is left waiting forever."""
+    import threading
+
+    from semlib import batching
+
+    nets, started = _nets(), threading.Event()
+
+    def task():
+        started.set()
+        for _ in range(1000):
+            call_networks([(nets[0], torch.rand(2, 3, 4, 4))])
+
+    def interrupted(self, batch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batching.Scheduler, "_execute", interrupted)
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        run_together([task, task])
+    for _ in range(100):
+        if threading.active_count() == before:
+            break
+        time.sleep(0.01)
+    assert started.is_set() and threading.active_count() == before
