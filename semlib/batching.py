@@ -48,6 +48,12 @@ def run_together(tasks: Sequence[Callable[[], Any]], counts: "Counts | None" = N
     return Scheduler(counts).run(tasks)
 
 
+def run(tasks: Sequence[Callable[[], Any]], together: bool = True) -> list[Any]:
+    """The results of ``tasks``: computed together (:func:`run_together`) when ``together`` and
+    there are several, else one after the other in this thread."""
+    return run_together(tasks) if together and len(tasks) > 1 else [task() for task in tasks]
+
+
 @dataclass
 class Counts:
     """Rows per batched network call (``rows``) and the number of barriers (``rounds``)."""

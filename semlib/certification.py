@@ -6,7 +6,6 @@ paper's eq. 4 argument), and F and G are certified the same way. ``study`` is a
 :class:`semlib.study.Study` (its models, images and cache)."""
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import pandas as pd
@@ -15,8 +14,7 @@ from torch import nn
 
 from tqdm.auto import tqdm
 
-from . import layout
-from .batching import run_together
+from . import batching, layout
 from .cache import cached, request_streams, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
@@ -74,14 +72,12 @@ def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, prog
         jobs.append((label, model, draws, config))
     gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
     parts: dict[str, list[pd.DataFrame]] = {label: [] for label, *_ in jobs}
-    with contextlib.ExitStack() as layouts:
-        for m in {id(m): m for _, m, _, _ in jobs}.values():
-            layouts.enter_context(layout.channels_last(m, channels_last))
+    with layout.channels_last_all([m for _, m, _, _ in jobs], channels_last):
         for sl in tqdm(study.shards(), desc=desc, disable=not progress):
             tasks = [functools.partial(cached, {**config, "shard": [sl.start, sl.stop]},
                                        functools.partial(compute, m, sl, gen(draws, sl)), study.cache_dir,
                                        study.computed_on) for _, m, draws, config in jobs]
-            done = run_together(tasks) if study.cfg.together and len(tasks) > 1 else [t() for t in tasks]
+            done = batching.run(tasks, study.cfg.together)
             for (label, *_), rows in zip(jobs, done):
                 parts[label].append(rows)
     return pd.concat([pd.concat(p, ignore_index=True).assign(label=label) for label, p in parts.items()],

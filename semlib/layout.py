@@ -103,3 +103,12 @@ def autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextM
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def channels_last_all(models, enabled: bool = True) -> Iterator[None]:
+    """:func:`channels_last` for each distinct model of ``models`` (one block for all)."""
+    with contextlib.ExitStack() as stack:
+        for m in {id(m): m for m in models}.values():
+            stack.enter_context(channels_last(m, enabled))
+        yield

@@ -5,13 +5,11 @@ it is done, so an interrupted shard keeps its finished curves. Functions of a
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import pandas as pd
 
-from . import layout
-from .batching import run_together
+from . import batching, layout
 from .cache import cached, finished, request_streams
 from .curves import search_distortion
 from .smoothing import deterministic
@@ -30,11 +28,8 @@ def compute(study, curve_specs: list, sl: slice, finish: list) -> list:
             generator=request_streams(study.seed_config(spec), study.ids[sl]), ids=study.ids[sl].numpy(),
             clean_generator=study.clean_generator(spec, sl))
         jobs.append(((attack_model, judge_model), lambda run=run, done=done: done(run())))
-    with contextlib.ExitStack() as layouts:  # strided 1x1 convolutions stay NCHW (semlib.layout)
-        for m in {id(m): m for models, _ in jobs for m in models}.values():
-            layouts.enter_context(layout.channels_last(m, cfg.channels_last))
-        work = [task for _, task in jobs]
-        return run_together(work) if cfg.together and len(work) > 1 else [task() for task in work]
+    with layout.channels_last_all([m for models, _ in jobs for m in models], cfg.channels_last):
+        return batching.run([task for _, task in jobs], cfg.together)  # strided 1x1 convs stay NCHW
 
 
 def store(study, curve_specs: list, sl: slice) -> list[pd.DataFrame]:
