@@ -100,9 +100,12 @@ def test_random_targets_differ_from_labels_and_follow_the_image():
     assert not torch.equal(random_targets(y, ids, 1), t)
 
 
-def test_collections_and_defenses(laptop):
+def test_collections_and_defenses(laptop, data_dir, tmp_path):
     sem = laptop.collection("sem")
-    assert "alexnet_s1.5" not in sem and "alexnet_s0" in sem  # AlexNet's smoothed models fail THRESHOLD 0.2
+    t = laptop.table
+    assert sorted(sem) == sorted(t[t.sigma.isin([0.0, 0.25, 0.75, 1.5])].name)  # every zoo member passes 0.2
+    strict = Study("laptop", laptop.cfg, threshold=0.4, data_dir=data_dir, cache_dir=tmp_path)
+    assert "alexnet_s1.5" not in strict.collection("sem") and "alexnet_s0" in strict.collection("sem")  # ACA 0.32
     wrn = laptop.collection("sem_wrn")
     assert len(wrn) == 7 and all(n.startswith("wrn28_10_s") for n in wrn)
     assert laptop.defenses("sem").k_range == (1, 4) and laptop.defenses("sem_k68").k_range == (6, 8)
