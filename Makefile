@@ -11,10 +11,11 @@ export SEMLIB_DATA := $(abspath $(SEMLIB_DATA))
 endif
 export MPLBACKEND ?= Agg
 
-.PHONY: install reproduce zoo figures test test-fast notebooks bench clean-smoke help
+.PHONY: install reproduce plan zoo figures test test-fast notebooks bench clean-smoke help
 
 help:
 	@echo "make reproduce [PRESET=smoke|laptop|paper] [EXECUTOR=ray]  run every notebook into outputs/<nb>/<preset>/"
+	@echo "make plan [PRESET=...]                       what reproduce would run and how long it should take here"
 	@echo "make zoo [PRESET=...] [EXECUTOR=ray]          retrain the preset's zoo from scratch"
 	@echo "make figures [PRESET=...]                    redraw every figure from the committed tables (seconds)"
 	@echo "make test                                    the whole suite (unit, notebooks on smoke, nbval)"
@@ -34,6 +35,9 @@ install: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/python -m semlib.pipeline --preset $(PRESET) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(NOTEBOOKS)
+
+plan: $(STAMP)
+	$(BIN)/python -m semlib.pipeline --plan --preset $(PRESET) $(NOTEBOOKS)
 
 zoo: $(STAMP)
 	$(BIN)/python -m semlib.pipeline --preset $(PRESET) --retrain-zoo $(if $(EXECUTOR),--executor $(EXECUTOR)) notebooks/01_zoo.ipynb

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -225,6 +226,19 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+SCORE_ENV = "SEMLIB_MACHINE_SCORE"  # the machine score a pipeline run measured (semlib.plan)
+
+
+def recorded_score() -> float | None:
+    """The machine score of the pipeline run this process belongs to (``SEMLIB_MACHINE_SCORE``),
+    or None outside a pipeline run."""
+    try:
+        value = float(os.environ.get(SCORE_ENV, ""))
+    except ValueError:
+        return None
+    return round(value, 1) if math.isfinite(value) and value > 0 else None
+
+
 def provenance(params: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What produced a result: git SHA, package versions, params, host, time."""
     return {
@@ -232,7 +246,8 @@ def provenance(params: dict[str, Any] | None = None, **extra: Any) -> dict[str, 
         "packages": package_versions(),
         "params": params or {},
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "device": devices.describe(devices.resolve()), "cpu_capability": layout.cpu_capability()},
+                 "device": devices.describe(devices.resolve()), "cpu_capability": layout.cpu_capability(),
+                 "machine_score": recorded_score()},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }

@@ -11,16 +11,19 @@ A run is published only when it finishes (:class:`semlib.outputs.StagedRun`): it
 A notebook that fails leaves ``<preset>/`` as the last finished run left it; its partial files
 go to ``<preset>.failed/`` with an ``UNFINISHED.txt`` marker, and the command prints one line
 and exits with status 1. Every notebook and preset is checked before the first one runs; a
-missing one is one line and exit status 2.
+missing one is one line and exit status 2. Before the first notebook it prints the plan: what
+runs and an estimate of how long here (:mod:`semlib.plan`; ``--plan`` prints it and stops).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from . import plan
 from .outputs import StagedRun, environ, error_line
 from .params import load_params, notebook_parameters
 
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="where sub-model training and curve shards run: local (a pool of worker processes, one per "
                          "core: the default), serial (this process), ray (a local Ray; for a cluster set EXECUTOR: "
                          "{kind: ray, address: ...} in the params files)")
+    ap.add_argument("--plan", action="store_true", help="print what would run and the time estimate, then stop")
     args = ap.parse_args(argv)
     extras = []
     try:  # every notebook and preset before the first run
@@ -94,9 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"semlib.pipeline: {e}", file=sys.stderr)
         return 2
-    for nb, extra in zip(args.notebooks, extras):
+    score = plan.machine_score()
+    steps = plan.plan(args.notebooks, args.preset, ROOT, score)
+    print(plan.describe(steps, args.preset, score), flush=True)
+    if args.plan:
+        return 0
+    os.environ[plan.SCORE_ENV] = f"{score:.1f}"  # the kernels record it beside their wall time (metrics.json)
+    for i, (nb, extra, st) in enumerate(zip(args.notebooks, extras, steps), 1):
         start = time.perf_counter()
-        print(f"[semlib] {nb} ({args.preset}) ...", flush=True)
+        eta = f", ~{plan.duration(st.estimate)} expected" if st.estimate is not None else ""
+        print(f"[semlib] {i}/{len(steps)} {nb} ({args.preset}{eta}) ...", flush=True)
         try:
             out = run_notebook(nb, args.preset, ROOT, extra=extra)
         except RunFailed as e:
