@@ -29,9 +29,10 @@ from .params import load_params
 
 
 
-def machine_score(seconds: float = 1.0, batch: int = 64) -> float:
+def machine_score(seconds: float = 1.0, batch: int = 64, repeats: int = 5) -> float:
     """Images per second of a fixed small convolutional network's forward pass and input
-    gradient at ``batch`` (fp32, the threads torch uses now), timed for about ``seconds``."""
+    gradient at ``batch`` (fp32, the threads torch uses now): the best of ``repeats`` timings of
+    about ``seconds / repeats`` each (the best is the least disturbed by other work)."""
     g = torch.Generator().manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
                         nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -42,13 +43,17 @@ def machine_score(seconds: float = 1.0, batch: int = 64) -> float:
         torch.autograd.grad(net(x).logsumexp(1).sum(), x)
 
     step()  # warm-up: first-call allocations and kernel selection
-    images, start = 0, time.perf_counter()
-    while True:
-        step()
-        images += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return images / elapsed
+    best = 0.0
+    for _ in range(repeats):
+        images, start = 0, time.perf_counter()
+        while True:
+            step()
+            images += batch
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / repeats:
+                break
+        best = max(best, images / elapsed)
+    return best
 
 
 @dataclass

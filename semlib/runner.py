@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -133,9 +135,20 @@ def _run_local(fn: Callable, tasks: Sequence[tuple], executor: Executor, desc: s
 
 
 def _set_threads(threads: int) -> None:
+    """A local worker's start: its torch threads, and a watcher that ends the worker when the
+    process that started it is gone (killed notebook or pipeline: no one would read its results,
+    and an orphan would keep the cores busy)."""
     import torch
 
     torch.set_num_threads(threads)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="semlib-parent-watch", daemon=True).start()
 
 
 def _with_threads(threads: int, fn: Callable, *args):

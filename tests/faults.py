@@ -21,3 +21,11 @@ def crash_always(marker: str, fn: Callable, *args):
     Path(marker).write_text(str(os.getpid()))
     os.kill(os.getpid(), signal.SIGKILL)
     return fn(*args)
+
+
+def report_pid_and_wait(marker: str, seconds: float) -> None:
+    """Write this process's pid to ``marker`` and sleep (a long task whose caller may die)."""
+    import time
+
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)

@@ -75,3 +75,38 @@ def test_zoo_training_runs_as_local_tasks(smoke_zoo, data_dir, tmp_path):
     assert sorted(table.name) == sorted(names)
     card = json.loads((tmp_path / "vgg11_s0.25.json").read_text())
     assert card["init_from"] == "vgg11_s0" and card["threads"] == 1  # the second wave, in a 1-thread worker
+
+
+def test_workers_end_when_the_process_that_started_them_dies(tmp_path):
+    """A notebook or pipeline killed mid-run leaves no worker computing for no one: each worker
+    watches the process that started it and exits when it is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "worker.pid"
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import faults\n"
+              "from semlib import runner\n"
+              f"runner.run(faults.report_pid_and_wait, [({str(marker)!r}, 600)], "
+              "runner.Executor(kind='local', num_cpus=1), progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = int(marker.read_text())
+        os.kill(worker, 0)  # running
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived the process that started it by 30 s")
