@@ -18,7 +18,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import paper, plots
+from . import paper, plots, readme
 from .claims import Plan
 from .outputs import OutputDir, project_root
 from .specs import StudyConfig
@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         print(path)
     print(f"{len(saved)} figures redrawn in {time.perf_counter() - start:.1f} s"
           + (f"; left out (no table, or not in that run): {', '.join(left)}" if left else ""))
+    if args.preset == readme.PRESET and not args.notebooks:
+        changed = readme.update(project_root() / "README.md", project_root(), args.preset)
+        print(f"README results block {'rewritten' if changed else 'already current'}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ A notebook that fails leaves ``<preset>/`` as the last finished run left it; its
 go to ``<preset>.failed/`` with an ``UNFINISHED.txt`` marker, and the command prints one line
 and exits with status 1. Every notebook and preset is checked before the first one runs; a
 missing one is one line and exit status 2. Before the first notebook it prints the plan: what
-runs and an estimate of how long here (:mod:`semlib.plan`; ``--plan`` prints it and stops).
+runs and an estimate of how long here (:mod:`semlib.plan`; ``--plan`` prints it and stops);
+after the last, on the laptop preset, it rewrites the README's results block (:mod:`semlib.readme`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import plan
+from . import plan, readme
 from .outputs import StagedRun, environ, error_line
 from .params import load_params, notebook_parameters
 
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"semlib.pipeline: {e}", file=sys.stderr)
             return 1
         print(f"[semlib] {nb} done in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
+    if args.preset == readme.PRESET and (ROOT / "README.md").is_file():  # the committed preset: its results block
+        changed = readme.update(ROOT / "README.md", ROOT, args.preset)
+        print(f"[semlib] README results block {'rewritten' if changed else 'already current'}", flush=True)
     return 0
 
 
