@@ -1,18 +1,30 @@
 """Interactive exploration (notebook 08): a SEM of the user's choosing — K range, sigmas,
 architectures — under one attack, beside the ensemble-smoothed (F) and single smoothed (G)
 contrasts. Pure functions of a :class:`Settings`; the widgets in :mod:`semlib.widgets` only
-collect the settings and show what these return. Results are cached by the study, so a setting
-seen before redraws without attacking again."""
+collect the settings and show what these return.
+
+Answers come from a :class:`Grid` first: the per-image rows the preset's notebooks already
+computed and committed (``tab_distortions.csv`` of 02-06b: the SEM at K 1..4, K 6..8 and the WRN
+collection under every attack and goal, and the contrasts) plus the settings notebook 08 adds
+(``tab_grid.csv``: other K ranges and sigma subsets), so a redraw needs no attack. A setting
+outside the grid is computed (with a progress bar), cached by the study and added to the grid.
+"""
 from __future__ import annotations
 
+import ast
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .study import QUERY_ATTACKS, CurveSpec, Study, asr_table
+from .study import QUERY_ATTACKS, CurveSpec, Study, StudyConfig, asr_table
 
 CONTRAST = {"query": ("J", "K"), "gradient": ("F", "G")}
+SOURCES = ("02_baselines", "03_whitebox_transfer", "04_query_blackbox", "05_ensemble_strategy", "06b_adaptive")
+KEY = ["scenario", "attack", "goal", "variant"]
 
 
 @dataclass
@@ -37,6 +49,7 @@ class Result:
     accuracy: pd.DataFrame  # clean Monte-Carlo accuracy per curve
     seconds: float
     members: list[str] = field(default_factory=list)
+    source: str = "computed"  # "grid": every curve came from the grid, no attack ran
 
 
 def members(study: Study, settings: Settings) -> list[str]:
@@ -51,19 +64,117 @@ def members(study: Study, settings: Settings) -> list[str]:
     return t.name.tolist()
 
 
-def run(study: Study, settings: Settings, progress: bool = True) -> Result:
+def variant_for(study: Study, settings: Settings) -> str:
+    """The study's own SEM variant when the settings choose exactly its members and K (so the
+    study's curves answer), else a custom variant registered for them."""
+    names = members(study, settings)
+    for v in ("sem", "sem_k68"):
+        if sorted(names) == sorted(study.collection(v)) and tuple(settings.k_range) == study.variant(v).k_range(study.cfg):
+            return v
+    return study.add_variant(settings.name(), names, settings.k_range)
+
+
+def curve_specs(study: Study, settings: Settings) -> list[CurveSpec]:
+    """The chosen SEM's curve (attacker A, or E for NES / SPSA) and its two contrasts."""
+    query = settings.attack in QUERY_ATTACKS
+    sem = CurveSpec("E" if query else "A", settings.attack, settings.goal, variant_for(study, settings))
+    return [sem] + [CurveSpec(c, settings.attack, settings.goal) for c in CONTRAST["query" if query else "gradient"]]
+
+
+def _same_study(params: dict, study: Study) -> bool:
+    """Whether a run's parameters computed the curves ``study`` would (zoo, threshold, settings
+    other than presentation and layout)."""
+    try:
+        cfg = StudyConfig.from_dict(params.get("STUDY") or {})
+    except ValueError:
+        return False
+    ignore = set(StudyConfig._presentation) | set(StudyConfig._computation)
+    same = all(getattr(cfg, f.name) == getattr(study.cfg, f.name) for f in fields(StudyConfig) if f.name not in ignore)
+    return same and (params.get("ZOO") or params.get("PRESET")) == study.spec.name and \
+        params.get("THRESHOLD") == study.threshold
+
+
+class Grid:
+    """Per-image rows of curves already computed, looked up by (scenario, attack, goal, variant)."""
+
+    def __init__(self, rows: pd.DataFrame | None = None):
+        self.rows = pd.DataFrame(columns=[*KEY, "example"]) if rows is None else rows
+        self._index()
+
+    def _index(self) -> None:
+        self._parts = {k: g for k, g in self.rows.groupby(KEY, sort=False)} if len(self.rows) else {}
+
+    @classmethod
+    def from_outputs(cls, root: str | Path, preset: str, study: Study) -> tuple["Grid", list[str]]:
+        """The grid of ``outputs/*/<preset>/`` (02-06b, and 08's ``tab_grid.csv``) whose runs match
+        ``study``; returns it and the tables left out as stale (another zoo, threshold or STUDY)."""
+        parts, stale = [], []
+        for nb, table in [(nb, "distortions") for nb in SOURCES] + [("08_explore", "grid")]:
+            folder = Path(root) / "outputs" / nb / preset
+            path = folder / f"tab_{table}.csv"
+            if not path.is_file() or not (folder / "metrics.json").is_file():
+                continue
+            params = json.loads((folder / "metrics.json").read_text()).get("params", {})
+            params = ast.literal_eval(params) if isinstance(params, str) else params
+            if not _same_study(params, study):
+                stale.append(str(path))
+                continue
+            parts.append(pd.read_csv(path).rename(columns={"defense": "scenario"}))
+        rows = pd.concat(parts, ignore_index=True).drop_duplicates([*KEY, "example"]) if parts else None
+        return cls(rows), stale
+
+    def lookup(self, specs: list[CurveSpec], ids: np.ndarray) -> pd.DataFrame | None:
+        """The rows of every curve in ``specs`` on the images ``ids``, or None if any is missing."""
+        out = []
+        for s in specs:
+            part = self._parts.get((s.scenario, s.attack, s.goal, s.variant))
+            if part is None:
+                return None
+            part = part.set_index("example").reindex(ids)
+            if part.clean_correct.isna().any():  # an image this curve was not computed on
+                return None
+            out.append(part.reset_index().assign(scenario=s.scenario, attack=s.attack, goal=s.goal, variant=s.variant))
+        return pd.concat(out, ignore_index=True)
+
+    def curves(self) -> int:
+        """How many curves the grid holds (each on some images)."""
+        return len(self._parts)
+
+    def add(self, rows: pd.DataFrame) -> None:
+        self.rows = pd.concat([self.rows, rows], ignore_index=True).drop_duplicates(
+            [*KEY, "example"], keep="last")
+        self._index()
+
+
+def run(study: Study, settings: Settings, progress: bool = True, grid: Grid | None = None) -> Result:
     """Curves of the chosen SEM (attacker A for gradient attacks, E for NES / SPSA) and its
-    contrasts on the first ``n_images`` evaluation images, with clean Monte-Carlo accuracy."""
+    contrasts on the first ``n_images`` evaluation images, with clean Monte-Carlo accuracy: from
+    ``grid`` when it holds them all, else computed (and added to ``grid``)."""
     start = time.perf_counter()
     if not 1 <= settings.n_images <= len(study.y):
         raise ValueError(f"n_images must lie in 1..{len(study.y)} (the study's images), got {settings.n_images}")
-    names = members(study, settings)
-    variant = study.add_variant(settings.name(), names, settings.k_range)
-    query = settings.attack in QUERY_ATTACKS
-    sem = "E" if query else "A"
-    curve_specs = [CurveSpec(sem, settings.attack, settings.goal, variant)]
-    curve_specs += [CurveSpec(c, settings.attack, settings.goal) for c in CONTRAST["query" if query else "gradient"]]
-    rows = study.curves(curve_specs, progress=progress, n_images=settings.n_images)
+    names, specs = members(study, settings), curve_specs(study, settings)
+    rows = grid.lookup(specs, study.ids[: settings.n_images].numpy()) if grid is not None else None
+    source = "grid" if rows is not None else "computed"
+    if rows is None:
+        rows = study.curves(specs, progress=progress, n_images=settings.n_images)
+        if grid is not None:
+            grid.add(rows)
+    rows = rows.assign(label=[study.label(CurveSpec(*k)) for k in rows[KEY].itertuples(index=False)])
     curves = asr_table(rows, study.eps_grid())
     acc = rows.groupby("label", sort=False).clean_correct.mean().rename("clean_accuracy").reset_index()
-    return Result(rows, curves, acc, time.perf_counter() - start, names)
+    return Result(rows, curves, acc, time.perf_counter() - start, names, source)
+
+
+def compute_grid(study: Study, k_ranges: list, sigma_sets: list, attacks: list, goals: list, n_images: int | None = None,
+                 executor=None) -> pd.DataFrame:
+    """The rows notebook 08 adds to the grid: the SEM at each K range (every sigma) and at each
+    sigma subset (K 1..4), under each attack and goal, on the study's images."""
+    all_sigmas = tuple(float(s) for s in study.spec.sigmas)
+    chosen = [Settings(tuple(k), all_sigmas) for k in k_ranges] + [Settings((1, 4), tuple(map(float, s)))
+                                                                     for s in sigma_sets]
+    specs = [CurveSpec("E" if a in QUERY_ATTACKS else "A", a, g, variant_for(study, s))
+             for s in chosen for a in attacks for g in goals]
+    if not specs:
+        return pd.DataFrame(columns=["example", "distortion", "clean_correct", "label", *KEY])
+    return study.curves(specs, n_images=n_images, executor=executor)

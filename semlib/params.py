@@ -84,6 +84,18 @@ def _convergence(v: Any) -> bool:
             and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
 
 
+def _grid(v: Any) -> bool:
+    """GRID (08): k_ranges [[k_min, k_max], ...], sigma_sets [[sigma, ...], ...], attacks, goals (lists; empty: none)."""
+    return (isinstance(v, dict) and set(v) == {"k_ranges", "sigma_sets", "attacks", "goals"}
+            and all(isinstance(v[k], list) for k in v)
+            and all(isinstance(k, list) and len(k) == 2 and all(_count(x) for x in k) and k[0] <= k[1]
+                    for k in v["k_ranges"])
+            and all(isinstance(s, list) and len(s) > 0 and all(is_finite(x) and x >= 0 for x in s)
+                    for s in v["sigma_sets"])
+            and all(a in ("bim", "mim", "pgd", "nes", "spsa") for a in v["attacks"])
+            and all(g in ("untargeted", "targeted") for g in v["goals"]))
+
+
 def _text_hint(value: Any) -> str:
     """What to do about a number written as text: quoted, or an exponent without a dot
     (YAML reads ``1e-2`` as text, ``1.0e-2`` as a number)."""
@@ -128,6 +140,8 @@ RULES: dict[str, tuple] = {
     "OUTPUT_DIR": _optional_str,
     "ROBUST": (_robust, f"a mapping with images, steps, eot, targets (integers >= 1), budgets ([[linf or l2, eps], "
                         f"...]) and defenses (some of {', '.join(DEFENSES)})"),
+    "GRID": (_grid, "a mapping with k_ranges ([[k_min, k_max], ...]), sigma_sets ([[sigma, ...], ...]), attacks "
+                    "(some of bim, mim, pgd, nes, spsa) and goals (untargeted, targeted); lists may be empty"),
     "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
                                   f"defenses (some of {', '.join(DEFENSES)})"),

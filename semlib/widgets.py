@@ -1,5 +1,6 @@
 """ipywidgets controls for notebook 08: they collect :class:`semlib.explore.Settings`, call
-:func:`semlib.explore.run` and show the figure it leads to; no logic of their own."""
+:func:`semlib.explore.run` (from the grid when it holds the setting) and show the figure and the
+clean-accuracy table it leads to; no logic of their own. Every redraw replaces both."""
 from __future__ import annotations
 
 import io
@@ -17,8 +18,8 @@ ATTACK_CHOICES = ("bim", "mim", "pgd", "nes", "spsa")
 class Explorer:
     """The control panel and plot of one study. ``Explorer(study).show()`` in a notebook."""
 
-    def __init__(self, study: Study, n_images: int | None = None):
-        self.study = study
+    def __init__(self, study: Study, n_images: int | None = None, grid: explore.Grid | None = None):
+        self.study, self.grid = study, grid
         t = study.table[study.table.name.isin(study.collection("sem"))]
         n_fam = t.family.nunique()
         sigmas = sorted(t.sigma.unique())
@@ -38,11 +39,12 @@ class Explorer:
         self.button = w.Button(description="Run", button_style="primary", icon="play")
         self.status = w.HTML()
         self.plot = w.Image(format="png", layout=w.Layout(max_width="760px", width="100%", height="auto"))  # PNG: any backend
+        self.accuracy = w.HTML()  # clean MC accuracy of every curve shown, replaced by every redraw
         self.log = w.Output()  # progress bars
         self.button.on_click(lambda _: self.run())
         controls = w.VBox([self.k, self.sigmas, self.archs, self.attack, self.goal, self.norm, self.n_images,
                            self.button, self.status], layout=w.Layout(flex="0 0 420px", width="420px"))
-        figure = w.VBox([self.plot, self.log], layout=w.Layout(flex="1 1 auto", overflow="hidden", min_width="0"))
+        figure = w.VBox([self.plot, self.accuracy, self.log], layout=w.Layout(flex="1 1 auto", overflow="hidden", min_width="0"))
         self.panel = w.HBox([controls, figure], layout=w.Layout(width="100%"))
 
     def settings(self) -> explore.Settings:
@@ -58,7 +60,7 @@ class Explorer:
         try:
             with self.log:
                 self.log.clear_output(wait=True)
-                result = explore.run(self.study, s)
+                result = explore.run(self.study, s, grid=self.grid)
             sem_label = result.curves.label.iloc[0]
             fig = plots.asr_panels(result.curves, rows=None, solid=[sem_label],
                                    dashed=[x for x in result.curves.label.unique() if x != sem_label],
@@ -72,9 +74,12 @@ class Explorer:
             return None
         finally:
             self.button.disabled = False
-        acc = ", ".join(f"{r.label}: {r.clean_accuracy:.0%}" for r in result.accuracy.itertuples())
-        self.status.value = (f"{len(result.members)} sub-models, {result.seconds:.1f} s<br>"
-                             f"clean MC accuracy — {acc}")
+        n = s.n_images
+        self.accuracy.value = ("<table><tr><th>curve</th><th>clean MC accuracy</th><th>images</th></tr>" + "".join(
+            f"<tr><td>{r.label}</td><td>{r.clean_accuracy:.0%}</td><td>{n}</td></tr>" for r in result.accuracy.itertuples())
+            + "</table>")
+        where = "from the grid" if result.source == "grid" else "computed (now cached)"
+        self.status.value = f"{len(result.members)} sub-models; {where} in {result.seconds:.2f} s"
         self.last = result
         return result
 

@@ -171,7 +171,9 @@ def test_08_explore_runs_on_smoke(data_dir):
     assert not [o for o in outputs if o["output_type"] == "error"]
     shown = json.dumps(outputs)
     assert "application/vnd.jupyter.widget-view+json" in shown  # the control panel
-    assert "clean_accuracy" in shown  # the first run's accuracy table
+    assert "grid: " in shown and ", F, G: " in shown  # the grid it answers from, and the first run's curves
+    metrics = json.loads((out.parent / "metrics.json").read_text())["metrics"]
+    assert metrics["grid_added"] > 0 and metrics["grid_curves"] >= 2  # params/08_explore/smoke.yaml's GRID ran
 
 
 def test_explore_runs_and_reuses_its_cache(data_dir, tmp_path):
