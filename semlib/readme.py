@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .claims import markdown
+from .outputs import project_root
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 PRESET = "laptop"  # the preset whose outputs are committed and shown
@@ -93,7 +94,5 @@ def update(readme: str | Path, root: str | Path, preset: str = PRESET) -> bool:
 
 
 if __name__ == "__main__":
-    from .outputs import project_root
-
     changed = update(project_root() / "README.md", project_root())
     print(f"README results block {'rewritten' if changed else 'already current'}")
