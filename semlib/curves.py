@@ -62,7 +62,8 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
                       target: torch.Tensor | None = None, *, norm: Norm | str = Norm.LINF,
                       search: SearchConfig | None = None, judge: JudgeConfig | None = None,
                       generator: torch.Generator | None = None, progress: Callable[[int], Any] | None = None,
-                      ids: Any = None, clean_generator: torch.Generator | None = None) -> pd.DataFrame:
+                      ids: Any = None, clean_generator: torch.Generator | None = None,
+                      keep: torch.Tensor | None = None) -> pd.DataFrame:
     """Minimal successful distortion per example (exponential then binary search, vectorized).
 
     Parameters
@@ -74,6 +75,8 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     judge : the Monte-Carlo rule (every judgement draws fresh votes)
     clean_generator : where clean correctness draws its votes (default ``generator``): the
         same generator state for every curve of one defense gives them one clean verdict
+    keep : optional tensor shaped like ``x``: receives, per example, the adversarial image of its
+        smallest successful distortion (the clean image when it is already adversarial)
 
     Returns
     -------
@@ -99,6 +102,8 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
         draws = draws + extra
     dist = torch.full((b,), float("nan"), dtype=torch.float64)
     dist[clean.cpu()] = 0.0
+    if keep is not None:
+        keep[clean] = x[clean]
     lo = torch.zeros(b, dtype=x.dtype, device=dev)
     hi = torch.full((b,), search.eps0, dtype=x.dtype, device=dev)
     found = torch.zeros(b, dtype=torch.bool, device=dev)  # exponential phase over (binary phase)
@@ -121,6 +126,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
         judge_draws[ci] += d.cpu()
         measured = per_example_norm(res.x_adv - x[idx], norm).double().cpu()
         okc = ok.cpu()
+        if keep is not None:  # a success below the smallest so far (or the first): its image
+            better = (okc & ~(dist[ci] <= measured)).to(dev)
+            keep[idx[better]] = res.x_adv[better].to(keep.dtype)
         dist[ci[okc]] = torch.fmin(dist[ci[okc]], measured[okc])  # keep the smallest successful distortion
         in_binary = found[idx]
         # exponential phase

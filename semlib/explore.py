@@ -146,6 +146,21 @@ class Grid:
         self._index()
 
 
+def curve_rows(study: Study, specs: list[CurveSpec], grid: Grid | None, n_images: int | None = None,
+               progress: bool = True, executor=None) -> tuple[pd.DataFrame, str]:
+    """The rows of ``specs`` on the first ``n_images`` images and where they came from: the
+    ``grid`` when it holds them all ("grid"), else the study (computed or cached; "computed"),
+    then added to the grid."""
+    n = len(study.y) if n_images is None else n_images
+    rows = grid.lookup(specs, study.ids[:n].numpy()) if grid is not None else None
+    if rows is not None:
+        return rows, "grid"
+    rows = study.curves(specs, progress=progress, n_images=n, executor=executor)
+    if grid is not None:
+        grid.add(rows)
+    return rows, "computed"
+
+
 def run(study: Study, settings: Settings, progress: bool = True, grid: Grid | None = None) -> Result:
     """Curves of the chosen SEM (attacker A for gradient attacks, E for NES / SPSA) and its
     contrasts on the first ``n_images`` evaluation images, with clean Monte-Carlo accuracy: from
@@ -154,12 +169,7 @@ def run(study: Study, settings: Settings, progress: bool = True, grid: Grid | No
     if not 1 <= settings.n_images <= len(study.y):
         raise ValueError(f"n_images must lie in 1..{len(study.y)} (the study's images), got {settings.n_images}")
     names, specs = members(study, settings), curve_specs(study, settings)
-    rows = grid.lookup(specs, study.ids[: settings.n_images].numpy()) if grid is not None else None
-    source = "grid" if rows is not None else "computed"
-    if rows is None:
-        rows = study.curves(specs, progress=progress, n_images=settings.n_images)
-        if grid is not None:
-            grid.add(rows)
+    rows, source = curve_rows(study, specs, grid, settings.n_images, progress)
     rows = rows.assign(label=[study.label(CurveSpec(*k)) for k in rows[KEY].itertuples(index=False)])
     curves = asr_table(rows, study.eps_grid())
     acc = rows.groupby("label", sort=False).clean_correct.mean().rename("clean_accuracy").reset_index()

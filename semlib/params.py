@@ -96,6 +96,14 @@ def _grid(v: Any) -> bool:
             and all(g in ("untargeted", "targeted") for g in v["goals"]))
 
 
+def _gallery(v: Any) -> bool:
+    """GALLERY (08): images (an integer >= 0) and curves ([[scenario, attack, goal], ...])."""
+    return (isinstance(v, dict) and set(v) == {"images", "curves"} and isinstance(v["images"], int)
+            and not isinstance(v["images"], bool) and v["images"] >= 0 and isinstance(v["curves"], list)
+            and len(v["curves"]) > 0 and all(isinstance(c, list) and len(c) == 3 and all(isinstance(x, str) for x in c)
+                                             for c in v["curves"]))
+
+
 def _text_hint(value: Any) -> str:
     """What to do about a number written as text: quoted, or an exponent without a dot
     (YAML reads ``1e-2`` as text, ``1.0e-2`` as a number)."""
@@ -142,6 +150,7 @@ RULES: dict[str, tuple] = {
                         f"...]) and defenses (some of {', '.join(DEFENSES)})"),
     "GRID": (_grid, "a mapping with k_ranges ([[k_min, k_max], ...]), sigma_sets ([[sigma, ...], ...]), attacks "
                     "(some of bim, mim, pgd, nes, spsa) and goals (untargeted, targeted); lists may be empty"),
+    "GALLERY": (_gallery, "a mapping with images (an integer >= 0) and curves ([[scenario, attack, goal], ...])"),
     "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
                                   f"defenses (some of {', '.join(DEFENSES)})"),

@@ -215,3 +215,31 @@ def ledger(details: pd.DataFrame, bound: float = 1.25, title: str = "claims ledg
     axes[0, 0].set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def gallery(images: dict[str, torch.Tensor], tab: pd.DataFrame, title: str | None = None):
+    """Per image (rows): the clean image, then for each defense its adversarial image at the
+    minimal distortion and the perturbation amplified to the full range (grey = 0), titled with
+    the distortion in 1/255 units. ``images``: ``{"clean": x, label: x_adv, ...}``."""
+    _style()
+    labels = [k for k in images if k != "clean"]
+    x, n = images["clean"], len(images["clean"])
+    fig, axes = plt.subplots(n, 1 + 2 * len(labels), figsize=(1.6 * (1 + 2 * len(labels)), 1.75 * n), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    show = lambda ax, img: ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())  # noqa: E731
+    for i in range(n):
+        row = tab[tab.example == tab.example.unique()[i]]
+        show(axes[i, 0], x[i])
+        axes[i, 0].set_title(f"clean: {CLASSES[int(row.label_true.iloc[0])]}", fontsize=8)
+        for j, label in enumerate(labels):
+            delta = images[label][i] - x[i]
+            d = float(row[row.label == label].distortion.iloc[0])
+            show(axes[i, 1 + 2 * j], images[label][i])
+            axes[i, 1 + 2 * j].set_title(f"{label}: {d * 255:.1f}/255", fontsize=8)
+            show(axes[i, 2 + 2 * j], 0.5 + delta / (2 * delta.abs().max().clamp_min(1e-12)))
+            axes[i, 2 + 2 * j].set_title("perturbation, amplified", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

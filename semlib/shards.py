@@ -15,19 +15,27 @@ from .curves import search_distortion
 from .smoothing import deterministic
 
 
+def search(study, spec, sl: slice, **extra) -> tuple[tuple, functools.partial]:
+    """The curve's eps search on images ``sl`` (:func:`semlib.curves.search_distortion`, seeded
+    by the curve and each image, so any subset of images meets the same random numbers) as a
+    call, with its (attack, judge) models; ``extra``: more keywords for the search."""
+    cfg = study.cfg
+    attack_model, judge_model = study.models_for(spec)
+    x, y, target = study.images(sl, spec.goal == "targeted")
+    return (attack_model, judge_model), functools.partial(
+        search_distortion, study.attack_for(spec, attack_model), attack_model, judge_model, x, y, target,
+        norm=cfg.norm, search=cfg.search(), judge=cfg.judge(deterministic(judge_model)),
+        generator=request_streams(study.seed_config(spec), study.ids[sl]), ids=study.ids[sl].numpy(),
+        clean_generator=study.clean_generator(spec, sl), **extra)
+
+
 def compute(study, curve_specs: list, sl: slice, finish: list) -> list:
-    """``finish[i](rows)`` of each curve's rows (:func:`semlib.curves.search_distortion`) on
-    images ``sl``, seeded by the curve and each image; together when the study says so."""
+    """``finish[i](rows)`` of each curve's rows on images ``sl`` (:func:`search`); together
+    when the study says so."""
     cfg, jobs = study.cfg, []
     for spec, done in zip(curve_specs, finish):
-        attack_model, judge_model = study.models_for(spec)
-        x, y, target = study.images(sl, spec.goal == "targeted")
-        run = functools.partial(
-            search_distortion, study.attack_for(spec, attack_model), attack_model, judge_model, x, y, target,
-            norm=cfg.norm, search=cfg.search(), judge=cfg.judge(deterministic(judge_model)),
-            generator=request_streams(study.seed_config(spec), study.ids[sl]), ids=study.ids[sl].numpy(),
-            clean_generator=study.clean_generator(spec, sl))
-        jobs.append(((attack_model, judge_model), lambda run=run, done=done: done(run())))
+        models, run = search(study, spec, sl)
+        jobs.append((models, lambda run=run, done=done: done(run())))
     with layout.channels_last_all([m for models, _ in jobs for m in models], cfg.channels_last):
         return batching.run([task for _, task in jobs], cfg.together)  # strided 1x1 convs stay NCHW
 
