@@ -103,6 +103,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
     dist = torch.full((b,), float("nan"), dtype=torch.float64)
     dist[clean.cpu()] = 0.0
     if keep is not None:
+        if keep.shape != x.shape or keep.device != x.device:
+            raise ValueError(f"keep must be shaped and placed like x ({tuple(x.shape)} on {x.device}), got "
+                             f"{tuple(keep.shape)} on {keep.device}")
         keep[clean] = x[clean]
     lo = torch.zeros(b, dtype=x.dtype, device=dev)
     hi = torch.full((b,), search.eps0, dtype=x.dtype, device=dev)

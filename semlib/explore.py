@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .outputs import zoo_digest
 from .study import QUERY_ATTACKS, CurveSpec, Study, StudyConfig, asr_table
 
 CONTRAST = {"query": ("J", "K"), "gradient": ("F", "G")}
@@ -81,12 +82,17 @@ def curve_specs(study: Study, settings: Settings) -> list[CurveSpec]:
     return [sem] + [CurveSpec(c, settings.attack, settings.goal) for c in CONTRAST["query" if query else "gradient"]]
 
 
-def _same_study(params: dict, study: Study) -> bool:
-    """Whether a run's parameters computed the curves ``study`` would (zoo, threshold, settings
-    other than presentation and layout)."""
+def _same_study(record: dict, study: Study) -> bool:
+    """Whether a run (its ``metrics.json``) computed the curves ``study`` would: the same zoo
+    weights (the digest of its cards; a run that recorded none is another), threshold and
+    settings other than presentation and layout."""
     try:
+        params = record.get("params", {})
+        params = ast.literal_eval(params) if isinstance(params, str) else params
         cfg = StudyConfig.from_dict(params.get("STUDY") or {})
-    except ValueError:
+    except (ValueError, SyntaxError, TypeError, AttributeError):
+        return False
+    if record.get("zoo_sha256") is None or record["zoo_sha256"] != zoo_digest(study.zoo_dir):
         return False
     ignore = set(StudyConfig._presentation) | set(StudyConfig._computation)
     same = all(getattr(cfg, f.name) == getattr(study.cfg, f.name) for f in fields(StudyConfig) if f.name not in ignore)
@@ -107,16 +113,18 @@ class Grid:
     @classmethod
     def from_outputs(cls, root: str | Path, preset: str, study: Study) -> tuple["Grid", list[str]]:
         """The grid of ``outputs/*/<preset>/`` (02-06b, and 08's ``tab_grid.csv``) whose runs match
-        ``study``; returns it and the tables left out as stale (another zoo, threshold or STUDY)."""
+        ``study``; returns it and the tables left out as stale (other zoo weights, threshold or STUDY)."""
         parts, stale = [], []
         for nb, table in [(nb, "distortions") for nb in SOURCES] + [("08_explore", "grid")]:
             folder = Path(root) / "outputs" / nb / preset
             path = folder / f"tab_{table}.csv"
             if not path.is_file() or not (folder / "metrics.json").is_file():
                 continue
-            params = json.loads((folder / "metrics.json").read_text()).get("params", {})
-            params = ast.literal_eval(params) if isinstance(params, str) else params
-            if not _same_study(params, study):
+            try:
+                record = json.loads((folder / "metrics.json").read_text())
+            except ValueError:
+                record = {}
+            if not _same_study(record, study):
                 stale.append(str(path))
                 continue
             parts.append(pd.read_csv(path).rename(columns={"defense": "scenario"}))
@@ -176,10 +184,12 @@ def run(study: Study, settings: Settings, progress: bool = True, grid: Grid | No
     return Result(rows, curves, acc, time.perf_counter() - start, names, source)
 
 
-def compute_grid(study: Study, k_ranges: list, sigma_sets: list, attacks: list, goals: list, n_images: int | None = None,
-                 executor=None) -> pd.DataFrame:
-    """The rows notebook 08 adds to the grid: the SEM at each K range (every sigma) and at each
-    sigma subset (K 1..4), under each attack and goal, on the study's images."""
+def compute_grid(study: Study, grid: Grid, k_ranges: list, sigma_sets: list, attacks: list, goals: list,
+                 n_images: int | None = None) -> pd.DataFrame:
+    """Notebook 08's part of the grid: the SEM at each K range (every sigma) and at each sigma
+    subset (K 1..4), under each attack and goal, on the study's first ``n_images`` images. Those
+    ``grid`` lacks are computed here (custom SEMs run in this process) and added to it; returns
+    the rows of all of them (what 08 saves as ``tab_grid.csv``)."""
     all_sigmas = tuple(float(s) for s in study.spec.sigmas)
     chosen = [Settings(tuple(k), all_sigmas) for k in k_ranges] + [Settings((1, 4), tuple(map(float, s)))
                                                                      for s in sigma_sets]
@@ -187,4 +197,8 @@ def compute_grid(study: Study, k_ranges: list, sigma_sets: list, attacks: list, 
              for s in chosen for a in attacks for g in goals]
     if not specs:
         return pd.DataFrame(columns=["example", "distortion", "clean_correct", "label", *KEY])
-    return study.curves(specs, n_images=n_images, executor=executor)
+    ids = study.ids[: len(study.y) if n_images is None else n_images].numpy()
+    missing = [s for s in specs if grid.lookup([s], ids) is None]
+    if missing:
+        grid.add(study.curves(missing, n_images=len(ids)))
+    return grid.lookup(specs, ids)

@@ -1,8 +1,8 @@
 """Every figure of notebooks 00-07 as a function of the tables the notebook saves and its
 parameters: the notebooks draw them through :func:`save`, and ``make figures`` (``python -m
 semlib.figures``) redraws them from the committed ``tab_*.csv`` and ``metrics.json`` alone, in
-seconds, without data, models or a cache. (The image grids of 00_data are drawn from the data,
-not from a table: only the notebook draws them.)
+seconds, without data, models or a cache. (The image grids of 00_data and 08's gallery are drawn
+from images, not from a table: only the notebook draws them.)
 """
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import hashlib
 import io
+import json
 import os
 import shutil
 import sys
@@ -36,6 +38,29 @@ def project_root(start: str | Path | None = None) -> Path:
             return d
     raise FileNotFoundError(f"no semlib project (pyproject.toml + params/) in {here} or above; "
                             f"run from inside the repository")
+
+
+def zoo_digest(zoo_dir: str | Path) -> str | None:
+    """One sha256 over the weights' hashes its cards record (sub-models and baselines) of the zoo
+    in ``zoo_dir``: results made with other weights carry another digest. None: no cards."""
+    lines = []
+    for card in sorted(Path(zoo_dir).glob("*.json")) + sorted(Path(zoo_dir).glob("baselines/*.json")):
+        try:
+            lines.append(f"{card.relative_to(zoo_dir)}:{json.loads(card.read_text()).get('sha256')}")
+        except (OSError, ValueError, AttributeError):
+            lines.append(f"{card.relative_to(zoo_dir)}:unreadable")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else None
+
+
+def params_zoo_dir(params: dict[str, Any]) -> Path | None:
+    """The zoo folder a notebook's parameters point at (``ZOO_DIR``, else ``zoo/<ZOO or PRESET>``)."""
+    name = params.get("ZOO") or params.get("PRESET")
+    if params.get("ZOO_DIR"):
+        return Path(params["ZOO_DIR"])
+    try:
+        return project_root() / "zoo" / name if name else None
+    except FileNotFoundError:
+        return None
 
 
 class OutputDir:
@@ -79,8 +104,9 @@ class OutputDir:
                       seeds: dict[str, int] | None = None, data_hashes: dict[str, str] | None = None) -> Path:
         """``metrics.json``: the results plus provenance (git SHA, packages, params, seeds,
         data hashes, wall time of the run)."""
+        zoo_dir = params_zoo_dir(params or {})
         record = artifacts.provenance(params, notebook=self.notebook, preset=self.preset, seeds=seeds or {},
-                               data_sha256=data_hashes or {},
+                               data_sha256=data_hashes or {}, zoo_sha256=zoo_digest(zoo_dir) if zoo_dir else None,
                                wall_seconds=round(time.perf_counter() - self.started, 1),
                                files=sorted(set(self.files)))
         record["metrics"] = metrics

@@ -101,7 +101,8 @@ def _gallery(v: Any) -> bool:
     return (isinstance(v, dict) and set(v) == {"images", "curves"} and isinstance(v["images"], int)
             and not isinstance(v["images"], bool) and v["images"] >= 0 and isinstance(v["curves"], list)
             and len(v["curves"]) > 0 and all(isinstance(c, list) and len(c) == 3 and all(isinstance(x, str) for x in c)
-                                             for c in v["curves"]))
+                                             for c in v["curves"])
+            and len({c[0] for c in v["curves"]}) == len(v["curves"]))  # one curve per defense: the columns
 
 
 def _text_hint(value: Any) -> str:
@@ -150,7 +151,8 @@ RULES: dict[str, tuple] = {
                         f"...]) and defenses (some of {', '.join(DEFENSES)})"),
     "GRID": (_grid, "a mapping with k_ranges ([[k_min, k_max], ...]), sigma_sets ([[sigma, ...], ...]), attacks "
                     "(some of bim, mim, pgd, nes, spsa) and goals (untargeted, targeted); lists may be empty"),
-    "GALLERY": (_gallery, "a mapping with images (an integer >= 0) and curves ([[scenario, attack, goal], ...])"),
+    "GALLERY": (_gallery, "a mapping with images (an integer >= 0) and curves ([[scenario, attack, goal], ...], "
+                          "one per scenario)"),
     "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
                                   f"defenses (some of {', '.join(DEFENSES)})"),

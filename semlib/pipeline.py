@@ -18,7 +18,6 @@ after the last, on the laptop preset, it rewrites the README's results block (:m
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -104,7 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     print(plan.describe(steps, args.preset, score), flush=True)
     if args.plan:
         return 0
-    os.environ[plan.SCORE_ENV] = f"{score:.1f}"  # the kernels record it beside their wall time (metrics.json)
+    with environ({plan.SCORE_ENV: f"{score:.1f}"}):  # the kernels record it beside their wall time (metrics.json)
+        status = _run_all(args, extras, steps)
+    if status:
+        return status
+    if args.preset == readme.PRESET and (ROOT / "README.md").is_file():  # the committed preset: its results block
+        try:
+            changed = readme.update(ROOT / "README.md", ROOT, args.preset)
+        except ValueError as e:
+            print(f"semlib.pipeline: the runs finished, but {e}", file=sys.stderr)
+            return 1
+        print(f"[semlib] README results block {'rewritten' if changed else 'already current'}", flush=True)
+    return 0
+
+
+def _run_all(args, extras: list, steps: list) -> int:
     for i, (nb, extra, st) in enumerate(zip(args.notebooks, extras, steps), 1):
         start = time.perf_counter()
         eta = f", ~{plan.duration(st.estimate)} expected" if st.estimate is not None else ""
@@ -115,9 +128,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"semlib.pipeline: {e}", file=sys.stderr)
             return 1
         print(f"[semlib] {nb} done in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
-    if args.preset == readme.PRESET and (ROOT / "README.md").is_file():  # the committed preset: its results block
-        changed = readme.update(ROOT / "README.md", ROOT, args.preset)
-        print(f"[semlib] README results block {'rewritten' if changed else 'already current'}", flush=True)
     return 0
 
 

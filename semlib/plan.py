@@ -77,7 +77,10 @@ def step(notebook: str | Path, preset: str, root: str | Path, score: float) -> S
     metrics_file = root / "outputs" / name / preset / "metrics.json"
     if not metrics_file.is_file():
         return Step(name, None, note="no finished run of this preset to scale: no estimate")
-    record = json.loads(metrics_file.read_text())
+    try:
+        record = json.loads(metrics_file.read_text())
+    except ValueError:
+        return Step(name, None, note=f"{metrics_file} is not readable JSON: no estimate")
     wall, host = record.get("wall_seconds"), record.get("host", {})
     ref_score, cpu = host.get("machine_score"), host.get("cpu_capability")
     if wall is None or not ref_score:

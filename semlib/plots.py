@@ -235,6 +235,9 @@ def gallery(images: dict[str, torch.Tensor], tab: pd.DataFrame, title: str | Non
         for j, label in enumerate(labels):
             delta = images[label][i] - x[i]
             d = float(row[row.label == label].distortion.iloc[0])
+            if not torch.isfinite(delta).all():  # the rerun search found no adversarial this time
+                axes[i, 1 + 2 * j].set_title(f"{label}: not found again", fontsize=8)
+                continue
             show(axes[i, 1 + 2 * j], images[label][i])
             axes[i, 1 + 2 * j].set_title(f"{label}: {d * 255:.1f}/255", fontsize=8)
             show(axes[i, 2 + 2 * j], 0.5 + delta / (2 * delta.abs().max().clamp_min(1e-12)))

@@ -118,7 +118,7 @@ def _run_local(fn: Callable, tasks: Sequence[tuple], executor: Executor, desc: s
         pending = [i for i in range(len(tasks)) if i not in done]
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_set_threads, initargs=(executor.cpus_per_task,)) as pool, \
+                                     initializer=_set_threads, initargs=(executor.cpus_per_task, os.getpid())) as pool, \
                     tqdm(total=len(tasks), initial=len(done), desc=f"{desc} (local x{workers})",
                          disable=not progress) as bar:
                 futures = {pool.submit(fn, *tasks[i]): i for i in pending}
@@ -134,14 +134,15 @@ def _run_local(fn: Callable, tasks: Sequence[tuple], executor: Executor, desc: s
     return [done[i] for i in range(len(tasks))]
 
 
-def _set_threads(threads: int) -> None:
+def _set_threads(threads: int, parent: int | None = None) -> None:
     """A local worker's start: its torch threads, and a watcher that ends the worker when the
-    process that started it is gone (killed notebook or pipeline: no one would read its results,
-    and an orphan would keep the cores busy)."""
+    process that started it (``parent``: its pid, passed by that process, since it may already be
+    gone when the worker starts) is gone — a killed notebook or pipeline: no one would read the
+    worker's results, and an orphan would keep the cores busy."""
     import torch
 
     torch.set_num_threads(threads)
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:

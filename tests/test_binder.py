@@ -83,4 +83,8 @@ def test_binder_builds_from_a_fresh_clone_and_serves_jupyterlab(server, tmp_path
         assert {f"0{i}" for i in range(9)} <= {n[:2] for n in names}, names
     finally:
         lab.terminate()
-        lab.wait(timeout=30)
+        try:
+            lab.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # no server outlives its test
+            lab.kill()
+            lab.wait(timeout=30)

@@ -48,7 +48,11 @@ def voila_url(data_dir, tmp_path_factory):
             time.sleep(0.2)
     yield url
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # no server outlives its test
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def _image(page) -> str:
@@ -126,7 +130,11 @@ def lab_url(data_dir, tmp_path_factory):
             time.sleep(0.2)
     yield f"http://127.0.0.1:{port}/lab/tree/08_explore.ipynb"
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # no server outlives its test
+        proc.kill()
+        proc.wait(timeout=30)
     shutil.rmtree(root, ignore_errors=True)
 
 

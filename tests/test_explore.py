@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from semlib import explore, zoo
+from semlib.outputs import zoo_digest
 from semlib.study import CurveSpec, Study, StudyConfig
 
 TINY = {"n_images": 3, "steps": 1, "eot": 1, "judge_n": 2, "search_steps": 2, "binary_steps": 1, "shard_size": 3}
@@ -52,23 +53,33 @@ def test_the_grid_answers_what_computing_would_without_attacking(study, tmp_path
 
 
 def test_compute_grid_and_stale_tables(study, tmp_path):
-    added = explore.compute_grid(study, [[1, 1]], [[0.25]], ["bim"], ["untargeted"], n_images=2)
+    own = explore.Grid()
+    added = explore.compute_grid(study, own, [[1, 1]], [[0.25]], ["bim"], ["untargeted"], n_images=2)
     assert added.groupby(["scenario", "variant"]).size().eq(2).all() and added.variant.nunique() == 2
-    assert explore.compute_grid(study, [], [], ["bim"], ["untargeted"]).empty
+    files = sorted(p.name for p in study.cache_dir.glob("*"))
+    again = explore.compute_grid(study, own, [[1, 1]], [[0.25]], ["bim"], ["untargeted"], n_images=2)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), added.reset_index(drop=True), check_dtype=False)
+    assert sorted(p.name for p in study.cache_dir.glob("*")) == files  # what the grid holds is not recomputed
+    assert explore.compute_grid(study, own, [], [], ["bim"], ["untargeted"]).empty
     contrasts = study.curves([CurveSpec(c, "bim", "untargeted") for c in "FG"], n_images=2, progress=False)
     params = {"PRESET": "smoke", "ZOO": "smoke", "THRESHOLD": 0.0, "STUDY": {**TINY, "n_images": 2}}
+    digest = zoo_digest(study.zoo_dir)
     for nb, table, rows in (("08_explore", "grid", added), ("03_whitebox_transfer", "distortions", contrasts)):
         folder = tmp_path / "outputs" / nb / "smoke"
         folder.mkdir(parents=True)
         rows.to_csv(folder / f"tab_{table}.csv", index=False)
-        (folder / "metrics.json").write_text(json.dumps({"params": params}))
+        (folder / "metrics.json").write_text(json.dumps({"params": params, "zoo_sha256": digest}))
     grid, stale = explore.Grid.from_outputs(tmp_path, "smoke", study)
     assert stale == [] and grid.curves() == 4  # another n_images or shard size is the same study
     s = explore.Settings((1, 1), _all_sigmas(study), n_images=2)
     assert explore.run(study, s, progress=False, grid=grid).source == "grid"
-    (folder / "metrics.json").write_text(json.dumps({"params": {**params, "STUDY": {**TINY, "judge_n": 4}}}))
-    grid, stale = explore.Grid.from_outputs(tmp_path, "smoke", study)
-    assert stale == [str(folder / "tab_distortions.csv")] and grid.curves() == 2  # 08's grid alone
+    for record in ({"params": {**params, "STUDY": {**TINY, "judge_n": 4}}, "zoo_sha256": digest},  # other settings
+                   {"params": {**params, "THRESHOLD": 0.5}, "zoo_sha256": digest},  # another collection
+                   {"params": params, "zoo_sha256": "0" * 64},  # other weights under the same zoo name
+                   {"params": params}):  # a run that recorded no weights
+        (folder / "metrics.json").write_text(json.dumps(record))
+        grid, stale = explore.Grid.from_outputs(tmp_path, "smoke", study)
+        assert stale == [str(folder / "tab_distortions.csv")] and grid.curves() == 2, record  # 08's grid alone
 
 
 def test_every_redraw_replaces_the_plot_and_the_accuracy_table(study):

@@ -10,6 +10,7 @@ import torch
 
 from semlib import checklist
 from semlib.models import CIFAR10_STD
+from semlib.outputs import zoo_digest
 from semlib.pipeline import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +173,9 @@ def test_08_explore_runs_on_smoke(data_dir):
     shown = json.dumps(outputs)
     assert "application/vnd.jupyter.widget-view+json" in shown  # the control panel
     assert "grid: " in shown and ", F, G: " in shown  # the grid it answers from, and the first run's curves
-    metrics = json.loads((out.parent / "metrics.json").read_text())["metrics"]
+    record = json.loads((out.parent / "metrics.json").read_text())
+    assert record["zoo_sha256"] == zoo_digest(ROOT / "zoo" / "smoke")  # the weights its grid must match
+    metrics = record["metrics"]
     assert metrics["grid_added"] > 0 and metrics["grid_curves"] >= 2  # params/08_explore/smoke.yaml's GRID ran
 
 

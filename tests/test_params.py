@@ -165,6 +165,14 @@ def _project(tmp_path, notebook, text):
     ("06_certify_sem", "CERT: {sigma: '0.25', n0: 2, n: 8, alpha: 0.01}\n", "CERT = {'sigma': '0.25'"),
     ("01_zoo", "THRESHOLD: '0.2'\n", "THRESHOLD = '0.2' is not allowed; expected a fraction in [0, 1]; '0.2' is text"),
     ("01_zoo", "a: &a [1, *a]\n", "is a recursive YAML document"),
+    ("08_explore", "GRID: {k_ranges: [[3, 1]], sigma_sets: [], attacks: [bim], goals: [untargeted]}\n",
+     "GRID = {'k_ranges': [[3, 1]]"),
+    ("08_explore", "GRID: {k_ranges: [], sigma_sets: [[]], attacks: [bim], goals: [untargeted]}\n", "GRID = "),
+    ("08_explore", "GRID: {k_ranges: [], sigma_sets: [], attacks: [apgd], goals: [untargeted]}\n",
+     "attacks (some of bim, mim, pgd, nes, spsa)"),
+    ("08_explore", "GALLERY: {images: -1, curves: [[A, bim, untargeted]]}\n", "GALLERY = {'images': -1"),
+    ("08_explore", "GALLERY: {images: 2, curves: [[A, bim, untargeted], [A, mim, untargeted]]}\n",
+     "one per scenario"),
 ])
 def test_bad_values_are_refused_naming_key_and_file(tmp_path, notebook, text, msg):
     path = _project(tmp_path, notebook, text)
