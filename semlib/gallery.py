@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from . import layout, shards
+from .explore import Grid, curve_rows
 from .study import CurveSpec, Study
 
 
@@ -74,3 +75,13 @@ def table(study: Study, rows: pd.DataFrame, specs: list[CurveSpec], n: int = 4
                  "curve_distortion": float(curve.loc[e]), "linf_measured": li,
                  "label_true": int(study.y[study.ids.tolist().index(e)])} for e, dd, li in zip(examples, d, linf)]
     return pd.DataFrame(out), images
+
+
+def from_grid(study: Study, grid: Grid, specs: list[CurveSpec], n: int, executor=None
+              ) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
+    """:func:`table` on the curves' rows from ``grid`` (computed and added when it lacks them);
+    nothing is computed when ``n`` is 0."""
+    if n < 1:
+        return pd.DataFrame(), {}
+    rows, _ = curve_rows(study, specs, grid, progress=False, executor=executor)
+    return table(study, rows, specs, n)
