@@ -6,27 +6,19 @@ building the smoke zoo, then ``binder/start`` wrapping JupyterLab, opened in hea
 The fresh environment sees this environment's packages through a ``.pth`` line (no network:
 ``pip --no-index``), so what is tested is Binder's sequence and scripts, not the registry."""
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
 
+from servers import CHROMIUM, free_port, open_page, stop, wait_for_port
 from test_data_fetch import archive, server  # noqa: F401  (fixtures: the stand-in archive on loopback)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_binder_builds_from_a_fresh_clone_and_serves_jupyterlab(server, tmp_path):  # noqa: F811
@@ -53,28 +45,18 @@ def test_binder_builds_from_a_fresh_clone_and_serves_jupyterlab(server, tmp_path
     assert len(hits) == 1 and sorted(p.name for p in (repo / "data").glob("*.npz"))  # fetched once, converted
     assert (repo / "outputs" / "01_zoo" / "smoke" / "metrics.json").is_file() and any((repo / "zoo" / "smoke").glob(
         "*.safetensors"))
-    port = _free_port()
+    port = free_port()
     lab = subprocess.Popen(["binder/start", "python", "-m", "jupyterlab", "--no-browser", f"--port={port}",
                             "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
                             "--ServerApp.allow_root=True"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.STDOUT)
     try:
-        for _ in range(600):
-            assert lab.poll() is None, "binder/start's JupyterLab exited at start"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port, lab, "binder/start's JupyterLab")
         playwright = pytest.importorskip("playwright.sync_api")
         if not Path(CHROMIUM).exists():
             pytest.skip("headless Chromium missing: apt-get install chromium (.ci/run does)")
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"],
-                                        headless=True)
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            browser, page, errors = open_page(p)
             page.goto(f"http://127.0.0.1:{port}/lab/tree/notebooks", timeout=300_000)
             page.wait_for_selector(".jp-DirListing-item:has-text('08_explore.ipynb')", timeout=300_000)
             names = page.eval_on_selector_all(".jp-DirListing-itemName", "es => es.map(e => e.innerText)")
@@ -82,9 +64,4 @@ def test_binder_builds_from_a_fresh_clone_and_serves_jupyterlab(server, tmp_path
         assert not errors, errors
         assert {f"0{i}" for i in range(9)} <= {n[:2] for n in names}, names
     finally:
-        lab.terminate()
-        try:
-            lab.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # no server outlives its test
-            lab.kill()
-            lab.wait(timeout=30)
+        stop(lab)

@@ -5,7 +5,6 @@ change with no error on the page. Saves a screenshot and the redraw times under
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,46 +12,27 @@ from pathlib import Path
 
 import pytest
 
+from servers import CHROMIUM, free_port, open_page, stop, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # fails loudly instead of hanging CI
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install '.[browser]' (Playwright for Python)")
 if not Path(CHROMIUM).exists():
     pytest.skip("headless Chromium missing: apt-get install chromium (.ci/run does)", allow_module_level=True)
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def voila_url(data_dir, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SEMLIB_DATA": str(data_dir), "MPLBACKEND": "Agg",
            "SEMLIB_CACHE": str(tmp_path_factory.mktemp("cache"))}  # cold: the redraw times are honest
     log = open(ROOT / "outputs" / "voila.log", "w") if (ROOT / "outputs").is_dir() else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "voila", "notebooks/08_explore.ipynb", "--no-browser",
                              f"--port={port}", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:  # no server outlives its test
-        proc.kill()
-        proc.wait(timeout=30)
+    wait_for_port(port, proc, "voila (see outputs/voila.log)", tries=300)
+    yield f"http://127.0.0.1:{port}/"
+    stop(proc)
 
 
 def _image(page) -> str:
@@ -71,11 +51,8 @@ def _run_and_wait(page, before: str, timeout_s: float = 600) -> float:
 def test_k_slider_and_run_redraw_the_curves(voila_url):
     out = ROOT / "outputs" / "08_explore" / "browser"
     out.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = open_page(p, 900)
         page.goto(voila_url, timeout=600_000)
         page.wait_for_selector("text=clean MC accuracy", timeout=600_000)  # the first run is drawn
         first = _image(page)
@@ -111,7 +88,7 @@ def lab_url(data_dir, tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     shutil.copy(ROOT / "notebooks" / "08_explore.ipynb", root / "08_explore.ipynb")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SEMLIB_DATA": str(data_dir), "SEMLIB_CACHE": str(tmp_path_factory.mktemp("lab_cache")),
            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings")}
@@ -121,20 +98,9 @@ def lab_url(data_dir, tmp_path_factory):
                              "--ServerApp.allow_root=True",
                              "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(600):
-        assert proc.poll() is None, "jupyter lab exited at start: see outputs/jupyterlab.log"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_for_port(port, proc, "jupyter lab (see outputs/jupyterlab.log)")
     yield f"http://127.0.0.1:{port}/lab/tree/08_explore.ipynb"
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:  # no server outlives its test
-        proc.kill()
-        proc.wait(timeout=30)
+    stop(proc)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -143,11 +109,8 @@ def test_notebook_08_runs_in_jupyterlab_and_its_slider_redraws(lab_url):
     then the K slider moved and Run pressed must change the plot, with no error on the page."""
     out = ROOT / "outputs" / "08_explore" / "browser"
     out.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = open_page(p, 1000)
         page.goto(lab_url, timeout=600_000)
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=300_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
