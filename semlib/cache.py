@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +20,17 @@ from tqdm.auto import tqdm
 from . import device as devices, artifacts
 from .settings import is_int
 from .streams import Streams
+
+
+_READS: list[tuple[float, float]] = []  # (when read, when its manifest was written) of each result read back
+
+
+def reuse_since(start: float) -> dict[str, int]:
+    """How many finished results this process read back from the cache since ``start`` (a
+    ``time.time()``) and how many of those earlier runs had computed (manifest written before
+    ``start``): a run that reused earlier work took less time than one from an empty cache."""
+    reads = [written for when, written in _READS if when >= start]
+    return {"results_read": len(reads), "from_earlier_runs": sum(written < start for written in reads)}
 
 
 def cache_key(config: dict[str, Any]) -> str:
@@ -63,6 +75,7 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     key = cache_key(config)
     path, manifest = cache_dir / f"{key}.csv", cache_dir / f"{key}.json"
     if finished(config, cache_dir):
+        _READS.append((time.time(), manifest.stat().st_mtime))
         return pd.read_csv(path)
     df = compute()
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from . import artifacts
+from . import artifacts, cache
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -81,7 +81,7 @@ class OutputDir:
         staged = staging_dir(notebook, preset)
         self.path = staged or Path(root or project_root()) / "outputs" / notebook / preset
         self.path.mkdir(parents=True, exist_ok=True)
-        self.started = time.perf_counter()
+        self.started, self.started_at = time.perf_counter(), time.time()
         self.files: list[str] = []
 
     def save_figure(self, fig, topic: str, dpi: int = 150) -> Path:
@@ -103,12 +103,12 @@ class OutputDir:
     def write_metrics(self, metrics: dict[str, Any], params: dict[str, Any] | None = None,
                       seeds: dict[str, int] | None = None, data_hashes: dict[str, str] | None = None) -> Path:
         """``metrics.json``: the results plus provenance (git SHA, packages, params, seeds,
-        data hashes, wall time of the run)."""
+        data hashes, wall time of the run and how much of it the cache saved)."""
         zoo_dir = params_zoo_dir(params or {})
         record = artifacts.provenance(params, notebook=self.notebook, preset=self.preset, seeds=seeds or {},
                                data_sha256=data_hashes or {}, zoo_sha256=zoo_digest(zoo_dir) if zoo_dir else None,
                                wall_seconds=round(time.perf_counter() - self.started, 1),
-                               files=sorted(set(self.files)))
+                               cache_reuse=cache.reuse_since(self.started_at), files=sorted(set(self.files)))
         record["metrics"] = metrics
         path = self.path / "metrics.json"
         artifacts.write_json(path, record)

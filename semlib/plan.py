@@ -9,8 +9,9 @@ second). Here ``estimate = reference wall time x reference score / this machine'
 
 What the estimate does not know, it says: a notebook without a finished run of the preset (or
 whose run predates the score) gets no number; one whose parameters changed since that run is
-flagged, its number scaled by the change in images where that is the only change; curves already
-in the cache make the real run shorter.
+flagged, its number scaled by the change in images where that is the only change; one whose last
+run reused results of earlier runs from the cache (``metrics.json`` ``cache_reuse``) gives a lower
+bound, marked ``>=``. Curves already in the cache make the real run shorter.
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class Step:
     reference_seconds: float | None = None
     reference_cpu: str | None = None
     note: str = ""
+    lower_bound: bool = False  # the reference run reused earlier results: a cold run takes longer
 
 
 def _comparable(value):  # parameters as JSON reads them back (tuples become lists)
@@ -97,7 +99,12 @@ def step(notebook: str | Path, preset: str, root: str | Path, score: float) -> S
         if changed == ["STUDY"] and _comparable(study_now) == _comparable(study_then) and images_now and images_then:
             estimate *= images_now / images_then
             note = f"images {images_then} -> {images_now} since that run: scaled"
-    return Step(name, estimate, wall, cpu, note)
+    reuse = record.get("cache_reuse") or {}
+    earlier = reuse.get("from_earlier_runs", 0)
+    if earlier:
+        note = "; ".join(filter(None, [note, f"that run reused {earlier} of {reuse.get('results_read')} results "
+                                             "from earlier runs: a lower bound"]))
+    return Step(name, estimate, wall, cpu, note, lower_bound=bool(earlier))
 
 
 def plan(notebooks: list[str | Path], preset: str, root: str | Path, score: float) -> list[Step]:
@@ -113,12 +120,13 @@ def describe(steps: list[Step], preset: str, score: float) -> str:
     lines = [f"[semlib] plan: {len(steps)} notebook(s), preset {preset}; this machine: "
              f"{layout.cpu_capability()}, {torch.get_num_threads()} threads, score {score:.0f} images/s"]
     for s in steps:
-        left = f"~{duration(s.estimate)}" if s.estimate is not None else "?"
+        left = f"{'>=' if s.lower_bound else '~'}{duration(s.estimate)}" if s.estimate is not None else "?"
         ref = f" (last run {duration(s.reference_seconds)} on {s.reference_cpu or 'an unrecorded CPU'})" \
             if s.reference_seconds else ""
         lines.append(f"  {s.notebook:<24} {left:>9}{ref}{'; ' + s.note if s.note else ''}")
     known = [s.estimate for s in steps if s.estimate is not None]
-    total = f"~{duration(sum(known))}" if known else "unknown"
+    bound = ">=" if any(s.lower_bound for s in steps) else "~"
+    total = f"{bound}{duration(sum(known))}" if known else "unknown"
     unknown = len(steps) - len(known)
     lines.append(f"  total {total}{f' plus {unknown} notebook(s) without an estimate' if unknown and known else ''}"
                  " (from an empty curve cache; cached curves are reused)")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from semlib.attacks import BIM
-from semlib.cache import cached, cached_shards
+from semlib.cache import cached, cached_shards, reuse_since
 from semlib.curves import SearchConfig, asr_curve, search_distortion
 from semlib.judge import JudgeConfig, judge
 from semlib.smoothing import mc_success
@@ -113,6 +113,21 @@ def test_cache_reuses_results(tmp_path):
     assert len(calls) == 1 and a.equals(b)
     cached({**cfg, "eps0": 0.2}, compute, tmp_path)
     assert len(calls) == 2
+
+
+def test_cache_counts_what_a_run_reused_from_earlier_runs(tmp_path):
+    import os
+    import time
+    frame = pd.DataFrame({"a": [1]})
+    cached({"r": "earlier"}, lambda: frame, tmp_path)
+    (old,) = tmp_path.glob("*.json")
+    os.utime(old, (time.time() - 3600,) * 2)  # computed by a run an hour ago
+    start = time.time()
+    cached({"r": "earlier"}, lambda: frame, tmp_path)  # read back: reused
+    cached({"r": "now"}, lambda: frame, tmp_path)  # computed now: not a read
+    cached({"r": "now"}, lambda: frame, tmp_path)  # read back, but this run made it
+    assert reuse_since(start) == {"results_read": 2, "from_earlier_runs": 1}
+    assert reuse_since(time.time() + 1) == {"results_read": 0, "from_earlier_runs": 0}
 
 
 def test_cache_recomputes_what_is_corrupt_or_unfinished(tmp_path):

@@ -26,12 +26,12 @@ def project(tmp_path):
     return tmp_path
 
 
-def _reference(project, wall=100.0, score=200.0, cpu="AVX2", params=None):
+def _reference(project, wall=100.0, score=200.0, cpu="AVX2", params=None, reuse=None):
     folder = project / "outputs" / "tiny" / "smoke"
     folder.mkdir(parents=True, exist_ok=True)
     params = {"PRESET": "smoke", "STUDY": {"n_images": 8}} if params is None else params
-    (folder / "metrics.json").write_text(json.dumps({"wall_seconds": wall, "params": params,
-                                                     "host": {"machine_score": score, "cpu_capability": cpu}}))
+    record = {"wall_seconds": wall, "params": params, "host": {"machine_score": score, "cpu_capability": cpu}}
+    (folder / "metrics.json").write_text(json.dumps({**record, "cache_reuse": reuse} if reuse else record))
 
 
 def test_machine_score_is_a_positive_rate():
@@ -69,6 +69,17 @@ def test_no_reference_no_number(project, reference, note):
     assert s.estimate is None and note in s.note
     text = plan.describe([s], "smoke", 100.0)
     assert "tiny" in text and "?" in text and "total unknown" in text
+
+
+def test_a_reference_run_that_reused_earlier_results_gives_a_lower_bound(project):
+    _reference(project, wall=10.0, reuse={"results_read": 40, "from_earlier_runs": 30})
+    s = plan.step(project / "notebooks" / "tiny.ipynb", "smoke", project, score=200.0)
+    assert s.lower_bound and s.estimate == pytest.approx(10.0) and "reused 30 of 40 results" in s.note
+    text = plan.describe([s, plan.Step("b", 60.0, 60.0, "AVX2")], "smoke", 200.0)
+    assert ">=10 s" in text and "total >=70 s" in text
+    _reference(project, wall=10.0, reuse={"results_read": 40, "from_earlier_runs": 0})  # all computed by that run
+    s = plan.step(project / "notebooks" / "tiny.ipynb", "smoke", project, score=200.0)
+    assert not s.lower_bound and s.note == "" and "~10 s" in plan.describe([s], "smoke", 200.0)
 
 
 def test_describe_totals_what_it_knows(project):
