@@ -21,6 +21,7 @@ their display label.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +167,16 @@ def distortion_pairs(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels:
     if (x.variant is None) or (y.variant is None):
         raise ValueError("a distortion comparison takes one curve on each side (a variant, not '*')")
     (tx, lx), (ty, ly) = (panel_table(rows, c, panels, "distortion") for c in (x, y))
+    (cx, _), (cy, _) = (panel_table(rows.assign(clean_correct=rows.clean_correct.astype(float)), c, panels,
+                                    "clean_correct") for c in (x, y))  # NaN where a cell is missing
     cols = [c for c in tx.columns if c in ty.columns]
     both = tx.index.intersection(ty.index)
     if not cols or both.empty:
         raise ValueError(f"curves {x} and {y} share no images on {panels}")
-    pairs = paired.Pairs.from_distortions(tx.loc[both, cols].to_numpy(), ty.loc[both, cols].to_numpy(),
-                                          ceiling=ceiling, norm_=norm)
+    pairs = paired.Pairs.from_distortions(*(t.reindex(index=both, columns=cols).to_numpy() for t in (tx, ty)),
+                                          ceiling=ceiling, norm_=norm,
+                                          correct_x=cx.reindex(index=both, columns=cols).to_numpy(),
+                                          correct_y=cy.reindex(index=both, columns=cols).to_numpy())
     return pairs, _name(lx, x), _name(ly, y)
 
 
@@ -217,7 +222,6 @@ def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: floa
     outputs = Path(outputs)
     rows_by_source: dict[tuple[str, str], pd.DataFrame | None] = {}
     results: list[tuple[Claim, dict]] = []
-    m_tests = sum(2 if c.score != "error" and rel == ">" else 1 for c in plan.claims for _, rel, _ in c.comparisons)
     for c in plan.claims:
         table = (c.source, SOURCE_TABLE[c.score])
         if table not in rows_by_source:
@@ -231,18 +235,23 @@ def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: floa
                                         seed=seed)
             else:
                 pairs, x_name, y_name = distortion_pairs(rows, x, y, c.panels, ceiling=ceiling, norm=norm)
-                r = paired.compare(pairs, rel, plan.bound, n_boot=n_boot, seed=seed, m_tests=m_tests, alpha=plan.alpha)
+                r = paired.compare(pairs, rel, plan.bound, n_boot=n_boot, seed=seed, alpha=plan.alpha)
                 r.update(x=x_name, y=y_name, estimate=r.pop("ratio"))
             results.append((c, {**r, "relation": rel}))
-    flat = [(i, h, p) for i, (_, r) in enumerate(results) for h, p in r["family"].items()]
-    adjusted = paired.holm([p for _, _, p in flat])
-    for (i, h, _), p_adj in zip(flat, adjusted):
-        results[i][1].setdefault("p_holm", {})[h] = p_adj
+    m_tests = sum(len(r["family"]) for _, r in results)
+    for which in ("family", "family_seen"):  # Holm over the ledger; the search's view in a family of its own
+        flat = [(i, h, p) for i, (_, r) in enumerate(results) for h, p in r[which].items()]
+        for (i, h, _), p_adj in zip(flat, paired.holm([p for _, _, p in flat])):
+            results[i][1].setdefault(f"p_holm_{which}", {})[h] = p_adj
     details = []
     for c, r in results:
-        r["verdict"] = paired.decide(r, r.get("p_holm", {}), plan.alpha)
+        r["p_holm"], seen = r.pop("p_holm_family", {}), r.pop("p_holm_family_seen", {})
+        r["verdict"] = paired.decide(r, r["p_holm"], plan.alpha, seen)
+        r["censoring_decides"] = paired.censoring_decides(r["p_holm"], seen, plan.alpha)
+        if "sd" in r:  # power at the strictest step of the ledger's Holm family
+            r["detectable"], r["n_needed"] = paired.power(r["sd"], r["n"], plan.bound, plan.alpha, m_tests)
         details.append({"claim": c.key, "score": c.score,
-                        **{k: v for k, v in r.items() if k not in ("p", "family", "p_holm")},
+                        **{k: v for k, v in r.items() if k not in ("p", "family", "family_seen", "p_holm")},
                         **{f"p_{h}": v for h, v in r["family"].items()},
                         **{f"p_holm_{h}": v for h, v in r["p_holm"].items()}})
     ledger_rows = []
@@ -257,13 +266,18 @@ def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: floa
                             "verdict": combine([r["verdict"] for r in mine]),
                             "comparisons": "; ".join(_describe(r, c.score) for r in mine),
                             "images": min(r["n"] for r in mine),
-                            "detectable": max(r["detectable"] for r in mine), "notes": c.notes})
+                            "detectable": _largest([r["detectable"] for r in mine]), "notes": c.notes})
     return pd.DataFrame(ledger_rows), pd.DataFrame(details)
+
+
+def _largest(values: list[float]) -> float:
+    known = [v for v in values if v == v]
+    return max(known) if known else math.nan
 
 
 def markdown(ledger_df: pd.DataFrame) -> str:
     """The ledger as a Markdown table (for the README and closing notes)."""
-    lines = ["| claim | verdict | evidence (estimate [95% CI], n) | smallest ratio detectable |", "|---|---|---|---|"]
+    lines = ["| claim | verdict | evidence (estimate [95% CI, unadjusted], n) | smallest ratio detectable |", "|---|---|---|---|"]
     for r in ledger_df.itertuples():
         det = getattr(r, "detectable", float("nan"))
         lines.append(f"| {r.text} | **{r.verdict}** | {r.comparisons} | {det:.2f} |" if det == det else

@@ -92,13 +92,57 @@ def test_censoring_in_one_defense_only_counts_in_the_known_direction():
 
 
 def test_ties_leave_too_few_informative_pairs():
+    """4 untied pairs cannot tell a direction; 26 ties with 4 small differences still bound the
+    ratio (equivalent); 4 large ones do not, and then nothing can be said."""
     d = np.full(30, 4 / 255)
     d_y = d.copy()
-    d_y[:4] = 5 / 255  # 4 untied pairs, all in one direction
+    d_y[:4] = 5 / 255  # 4 untied pairs, all in one direction, 25% apart: R = 1.03
     v, r = verdict_of(d, d_y)
-    assert r["informative"] == 4 and v == NOT_EVALUABLE
+    assert r["informative"] == 4 and v == EQUIVALENT and 1 < r["hi"] < 1.25
+    d_y[:4] = 30 / 255  # 7.5x apart: R = 1.31, beyond the bound, yet 4 pairs give no direction
+    v, r = verdict_of(d, d_y)
+    assert r["informative"] == 4 and v == NOT_EVALUABLE and r["p"][SUPPORTED] > 0.05
+    assert math.isnan(verdict_of(d, d)[1]["detectable"])  # all tied: no spread, no power figure
     grid = simulate(1.6, 150, seed=7, spread=0.3, grid=True)  # a lattice with ties still decides
     assert verdict_of(*grid)[0] == SUPPORTED
+
+
+def test_equivalence_agrees_with_the_interval_shown():
+    """Equivalent exactly when the (1 - 2 alpha) bootstrap interval of R lies inside [1/b, b]:
+    the displayed estimand, not a different one."""
+    for seed in range(12):
+        d_x, d_y = simulate(1.08, 120, seed=seed, spread=0.4, ceiling=1.0)
+        pairs = Pairs.from_distortions(d_x, d_y, ceiling=1.0)
+        r = compare(pairs, ">", 1.25, n_boot=999, seed=seed)
+        lo, hi = np.exp(np.quantile(paired.bootstrap_means(pairs.log_ratios("seen"), 999, seed), [0.05, 0.95]))
+        inside = 1 / 1.25 < lo and hi < 1.25
+        assert (r["p"][EQUIVALENT] < 0.05) == inside or min(abs(lo - 0.8), abs(hi - 1.25)) < 0.005
+
+
+def test_clean_correctness_decides_which_cells_count():
+    """Targeted panels: distortion 0 on a correctly classified image is a success at eps 0 (kept,
+    at the floor), a positive distortion on a misclassified image is a clean error (left out),
+    and a missing cell is neither censored nor counted."""
+    d_x = np.array([[0.02, 0.0], [0.03, 0.05], [0.01, np.nan]])
+    d_y = np.array([[0.04, 0.02], [0.03, 0.06], [0.02, np.nan]])
+    cx = np.array([[1, 1], [1, 0], [1, np.nan]])  # image 1 panel 2: X errs; image 2 panel 2: missing
+    cy = np.ones((3, 2))
+    p = Pairs.from_distortions(d_x, d_y, ceiling=CEIL, correct_x=cx, correct_y=cy)
+    assert p.n == 3 and p.valid.tolist() == [[True, True], [True, False], [True, False]]
+    assert p.censored("x") == p.censored("y") == 0
+    assert p.d_x[0, 1] == pytest.approx(CEIL * paired.FLOOR)
+    assert p.log_ratios("seen")[0] == pytest.approx((math.log(2) + math.log(0.02 / (CEIL * paired.FLOOR))) / 2)
+    with pytest.raises(ValueError, match="both defenses or for neither"):
+        Pairs.from_distortions(d_x, d_y, ceiling=CEIL, correct_x=cx)
+
+
+def test_censoring_decides_on_adjusted_p_values():
+    """Not evaluable when a hypothesis is significant as the search saw it but not at both
+    ends, both after Holm: a seen p that is only significant unadjusted decides nothing."""
+    r = {"informative": 20, "relation": ">", "p": {SUPPORTED: 0.4, CONTRADICTED: 0.6}}
+    worst = {"direction": 0.8, EQUIVALENT: 0.5}
+    assert decide(r, worst, 0.05, {"direction": 0.01, EQUIVALENT: 0.5}) == NOT_EVALUABLE
+    assert decide(r, worst, 0.05, {"direction": 0.2, EQUIVALENT: 0.5}) == INCONCLUSIVE
 
 
 def test_clean_failures_are_left_out_and_bad_input_is_one_line():
