@@ -58,6 +58,19 @@ class SearchConfig:
             raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
 
 
+def _iterate_judge(judge_model, y, target, judge, generator, idx, judge_draws):
+    """``success(x_adv, at)`` for an attack that judges its iterates (APGD): the Monte-Carlo
+    rule on the images ``idx[at]``, its draws counted; the search judges the point it keeps
+    again with fresh votes, so a lucky look alone never counts as a success."""
+    def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        rows = idx[at]
+        ok, d = mc_verdict(judge_model, xa, y[rows], None if target is None else target[rows], judge,
+                           select(generator, rows.cpu()))
+        judge_draws[rows.cpu()] += d.cpu()
+        return ok
+    return success
+
+
 def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tensor, y: torch.Tensor,
                       target: torch.Tensor | None = None, *, norm: Norm | str = Norm.LINF,
                       search: SearchConfig | None = None, judge: JudgeConfig | None = None,
@@ -120,7 +133,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
         idx = torch.nonzero(active).flatten()
         eps = torch.where(found[idx], (lo[idx] + hi[idx]) / 2, hi[idx])
         gen = select(generator, idx.cpu())  # per-request streams follow the images, not their positions
-        res = attack(attack_model, x[idx], y[idx], eps, None if target is None else target[idx], gen)
+        res = attack(attack_model, x[idx], y[idx], eps, None if target is None else target[idx], gen,
+                     **({"success": _iterate_judge(judge_model, y, target, judge, generator, idx, judge_draws)}
+                        if getattr(attack, "checks_success", False) else {}))
         ok, d = mc_verdict(judge_model, res.x_adv, y[idx], None if target is None else target[idx], judge, gen)
         ci = idx.cpu()
         runs[ci] += 1

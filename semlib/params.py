@@ -66,8 +66,8 @@ def _count(v: Any) -> bool:
 
 def _robust(v: Any) -> bool:
     """ROBUST (06b): images, budgets [[norm, eps], ...], steps, eot, targets, defenses."""
-    return (isinstance(v, dict) and set(v) == {"images", "budgets", "steps", "eot", "targets", "defenses"}
-            and all(_count(v[k]) for k in ("images", "steps", "eot", "targets"))
+    return (isinstance(v, dict) and set(v) - {"shard_size"} == {"images", "budgets", "steps", "eot", "targets", "defenses"}
+            and all(_count(v[k]) for k in ("images", "steps", "eot", "targets")) and _count(v.get("shard_size", 1))
             and isinstance(v["budgets"], list) and len(v["budgets"]) > 0
             and all(isinstance(b, list) and len(b) == 2 and b[0] in ("linf", "l2") and is_finite(b[1]) and b[1] >= 0
                     for b in v["budgets"])
@@ -77,8 +77,9 @@ def _robust(v: Any) -> bool:
 def _convergence(v: Any) -> bool:
     """CONVERGENCE (06b): images, eps, steps and eots (lists), at_steps, at_eot, attacks, defenses."""
     return (isinstance(v, dict)
-            and set(v) == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks", "defenses"}
-            and all(_count(v[k]) for k in ("images", "at_steps", "at_eot")) and is_finite(v["eps"]) and v["eps"] >= 0
+            and set(v) - {"shard_size"} == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks", "defenses"}
+            and all(_count(v[k]) for k in ("images", "at_steps", "at_eot")) and _count(v.get("shard_size", 1))
+            and is_finite(v["eps"]) and v["eps"] >= 0
             and all(isinstance(v[k], list) and len(v[k]) > 0 and all(_count(x) for x in v[k]) for k in ("steps", "eots"))
             and isinstance(v["attacks"], list) and len(v["attacks"]) > 0 and set(v["attacks"]) <= set(ROBUST_ATTACKS)
             and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
@@ -148,14 +149,14 @@ RULES: dict[str, tuple] = {
     "SEED": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "OUTPUT_DIR": _optional_str,
     "ROBUST": (_robust, f"a mapping with images, steps, eot, targets (integers >= 1), budgets ([[linf or l2, eps], "
-                        f"...]) and defenses (some of {', '.join(DEFENSES)})"),
+                        f"...]) and defenses (some of {', '.join(DEFENSES)}); optional shard_size (an integer >= 1)"),
     "GRID": (_grid, "a mapping with k_ranges ([[k_min, k_max], ...]), sigma_sets ([[sigma, ...], ...]), attacks "
                     "(some of bim, mim, pgd, nes, spsa) and goals (untargeted, targeted); lists may be empty"),
     "GALLERY": (_gallery, "a mapping with images (an integer >= 0) and curves ([[scenario, attack, goal], ...], "
                           "one per scenario)"),
     "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
-                                  f"defenses (some of {', '.join(DEFENSES)})"),
+                                  f"defenses (some of {', '.join(DEFENSES)}); optional shard_size (an integer >= 1)"),
 }
 
 # pairs of parameters that contradict each other: (check, message) on the merged parameters

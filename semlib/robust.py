@@ -21,6 +21,13 @@ judged at every iterate with fresh votes (:class:`semlib.attacks.APGD` ``success
     (a SEM only) the same on its unsmoothed sub-models alone: noise-free gradients aimed at the
     draws that include them (their logits are not blurred by noise).
 
+A success is accepted when a second, independent judgement of the same point agrees: with
+one look per iterate, a robust image whose best wrong class gets a vote share below alpha would
+be called broken by chance at one of the ~100 looks of a run far more often than at one
+(``unconfirmed`` counts the looks the second judgement overruled). The clean verdict comes from
+streams of its own (the model and the judge, not the budget), so every budget and sweep point
+starts from the same clean images.
+
 An image is robust when it is classified correctly (Monte-Carlo rule, abstention counts as
 an error) and every attack fails; each attack only sees the images still robust (the
 strongest per image is kept). Deterministic models get one pass per step and one vote. An
@@ -35,6 +42,7 @@ import pandas as pd
 import torch
 
 from .attacks import APGD
+from .cache import request_streams
 from .certification import per_model
 from .attacks.apgd import soft_votes
 from .ensemble import Ensemble, StochasticEnsemble
@@ -81,20 +89,22 @@ class RobustConfig:
 
 
 def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: RobustConfig,
-             generator: torch.Generator | None = None, ids=None) -> pd.DataFrame:
+             generator: torch.Generator | None = None, ids=None, clean_generator=None) -> pd.DataFrame:
     """One row per image: ``example``, ``clean_correct``, ``robust``, ``broken_by`` (the first
-    attack that succeeded, "" if none), ``gradients`` (EOT passes spent) and ``judge_draws``.
+    attack that succeeded, "" if none), ``gradients`` (EOT passes spent), ``judge_draws`` and
+    ``unconfirmed`` (successes a second judgement overruled).
 
     ``attack_model`` is differentiated (the defense itself for a white-box evaluation),
-    ``judge_model`` decides success by its Monte-Carlo rule."""
+    ``judge_model`` decides success by its Monte-Carlo rule; ``clean_generator`` (default
+    ``generator``) draws the clean verdict's votes."""
     fixed = deterministic(judge_model)
     jcfg = JudgeConfig(n=1, alpha=cfg.judge.alpha, chunk=cfg.judge.chunk) if fixed else cfg.judge
     b = len(x)
-    wrong, draws = judge(judge_model, x, y, None, jcfg, generator)
+    wrong, draws = judge(judge_model, x, y, None, jcfg, generator if clean_generator is None else clean_generator)
     alive = ~wrong
     clean_correct = alive.clone()
     broken_by = np.array([""] * b, dtype=object)
-    grads = torch.zeros(b, dtype=torch.long)
+    grads, overruled = torch.zeros(b, dtype=torch.long), torch.zeros(b, dtype=torch.long)
     draws = draws.cpu().clone()
     eps = torch.full((b,), float(cfg.eps), device=x.device)
 
@@ -105,6 +115,14 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
         def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
             ok, d = judge(judge_model, xa, y[rows][at], None, jcfg, select(generator, rows[at].cpu()))
             draws[rows[at].cpu()] += d.cpu()
+            if not fixed and ok.any():  # a second, independent judgement of the candidates
+                cand = torch.nonzero(ok).flatten()
+                again, d = judge(judge_model, xa[cand], y[rows][at][cand], None, jcfg,
+                                 select(generator, rows[at][cand].cpu()))
+                draws[rows[at][cand].cpu()] += d.cpu()
+                overruled[rows[at][cand[~again]].cpu()] += 1
+                ok = ok.clone()
+                ok[cand[~again]] = False
             hit[at[ok]] = True
             return ok
 
@@ -133,7 +151,8 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
                 _mark(rows[run(rows, name.removeprefix("apgd-"), None)], name, alive, broken_by)
     return pd.DataFrame({"example": np.arange(b) if ids is None else np.asarray(ids),
                          "clean_correct": clean_correct.cpu().numpy(), "robust": alive.cpu().numpy(),
-                         "broken_by": broken_by, "gradients": grads.numpy(), "judge_draws": draws.numpy()})
+                         "broken_by": broken_by, "gradients": grads.numpy(), "judge_draws": draws.numpy(),
+                         "unconfirmed": overruled.numpy()})
 
 
 def _mark(rows: torch.Tensor, name: str, alive: torch.Tensor, broken_by: np.ndarray) -> None:
@@ -194,11 +213,16 @@ def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, tor
 def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True) -> pd.DataFrame:
     """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
     images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``."""
+    labels = {id(m): label for label, m in models.items()}
+
     def compute(model, sl: slice, gen: torch.Generator) -> pd.DataFrame:
         x, y, _ = study.images(sl)
-        return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy())
+        clean = request_streams({"robust clean": labels[id(model)], "judge": asdict(cfg.judge),
+                                 "study": study.cfg.curve_fields()}, study.ids[sl])  # the same for every budget
+        return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy(), clean_generator=clean)
 
-    key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)}}  # noqa: E731
+    key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)},  # noqa: E731
+                         "success": "confirmed by a second judgement; clean votes of their own"}
     rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True,
                      channels_last=cfg.channels_last)
     # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget

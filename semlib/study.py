@@ -85,12 +85,13 @@ class Study:
         self.variants: dict[str, Variant] = dict(VARIANTS)  # the built-in SEMs, then add_variant's
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "Study":
+    def from_params(cls, params: dict[str, Any], **study: Any) -> "Study":
         """The study a notebook's parameters describe: ``ZOO`` (None: ``PRESET``), ``ZOO_DIR``,
         ``THRESHOLD``, ``STUDY`` (:class:`StudyConfig`) and ``DATA_DIR`` — the notebooks' one-line
-        setup."""
+        setup; ``study``: settings that replace STUDY's (None: keep STUDY's)."""
         spec = zoo.load_spec(params.get("ZOO") or params["PRESET"])
-        return cls(spec.name, StudyConfig.from_dict(params.get("STUDY")), zoo_dir=params.get("ZOO_DIR"),
+        settings = {**(params.get("STUDY") or {}), **{k: v for k, v in study.items() if v is not None}}
+        return cls(spec.name, StudyConfig.from_dict(settings), zoo_dir=params.get("ZOO_DIR"),
                    threshold=params.get("THRESHOLD", 0.2), data_dir=params.get("DATA_DIR"))
 
     # ----- models -----
@@ -182,6 +183,8 @@ class Study:
         """What a curve computes, which seeds its shards: the curve, its settings, a listed-members
         SEM's members and K — no weights, so a retrained model meets the same random numbers."""
         config = {"curve": spec.key(), "study": self.cfg.curve_fields(spec.attack)}
+        if spec.attack.startswith("apgd"):  # judged at every iterate, the kept point judged again
+            config["success"] = "every iterate"
         members = self.variant(spec.variant).seed_entry()
         if members is not None:
             config["custom"] = members

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from semlib.attacks import APGD, BIM, make_attack
-from semlib.attacks.apgd import checkpoints
+from semlib.attacks.apgd import checkpoints, halve_step
 from semlib.attacks.gradient import attack_loss
 
 
@@ -236,3 +236,14 @@ def noisy_case(data_dir):
     noisy = load_submodel(project_root() / "zoo" / "laptop", "resnet18_s0.25")
     x, y, _ = eval_subset(48, data_dir)
     return noisy, x, y
+
+
+def test_the_step_is_halved_by_either_condition_of_the_paper():
+    """Condition 1: the loss rose in fewer than rho of the steps since the last checkpoint.
+    Condition 2: no halving at the last checkpoint and no better loss since: a step halved last
+    time and still without progress but oscillating enough is left alone once."""
+    raised = torch.tensor([1.0, 5.0, 5.0, 5.0])  # of 6 steps; rho 0.75 needs 4.5
+    reduced = torch.tensor([False, False, True, True])
+    best_then = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    best_f = torch.tensor([2.0, 1.0, 1.0, 2.0])
+    assert halve_step(raised, 6, 0.75, reduced, best_f, best_then).tolist() == [True, True, False, False]

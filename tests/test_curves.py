@@ -81,6 +81,22 @@ def test_search_finds_the_linear_decision_threshold():
         assert got == pytest.approx(exp, rel=1e-3)
 
 
+def test_an_attack_that_judges_its_iterates_is_judged_in_the_search():
+    """APGD in the eps search: every iterate is judged (the first success kept), the kept point
+    judged again; on a linear model the threshold is still found."""
+    from semlib.attacks import APGD
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3 * 32 * 32, generator=g)
+    x = torch.full((1, 3, 32, 32), 0.5)
+    model = Linear2(w, 1.0 - float(x[0].flatten() @ w))
+    y = torch.ones(1, dtype=torch.long)
+    df = search_distortion(APGD(steps=10, random_start=False), model, model, x, y,
+                           search=SearchConfig(eps0=1e-3, search_steps=12, binary_steps=12), judge=JudgeConfig(n=1))
+    assert float(df.distortion[0]) == pytest.approx(1.0 / float(w.abs().sum()), rel=2e-3)
+    runs, draws = int(df.attack_runs[0]), int(df.judge_draws[0])
+    assert draws > 1 + 2 * runs  # clean + per run: the looks at its iterates and the kept point
+
+
 def test_search_gives_nan_when_out_of_reach_and_counts_work():
     w = torch.zeros(3 * 32 * 32)
     w[0] = 1.0

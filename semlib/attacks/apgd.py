@@ -88,7 +88,7 @@ class APGD(Attack):
         f_prev = torch.zeros(b, device=dev)
         raised = torch.zeros(b, device=dev)
         ckpts, last = checkpoints(self.steps), 0
-        eta_then, best_then = eta.clone(), best_f.clone()
+        reduced, best_then = torch.zeros(b, dtype=torch.bool, device=dev), best_f.clone()  # halved at the last checkpoint
         done = torch.zeros(b, dtype=torch.bool, device=dev)  # a successful iterate was found
         result = x.clone()
         passes = torch.zeros(b, dtype=torch.long)
@@ -119,13 +119,11 @@ class APGD(Attack):
             better = (f > best_f) & ~done
             best_x[better], best_f[better], best_g[better] = cur[better], f[better], g[better]
             if k in ckpts:
-                stalled = raised < self.rho * (k - last)
-                frozen = (eta.view(-1) == eta_then.view(-1)) & (best_f == best_then)
-                halve = stalled | frozen
+                halve = halve_step(raised, k - last, self.rho, reduced, best_f, best_then)
                 eta[halve] /= 2
                 cur[halve], prev[halve], g[halve] = best_x[halve], best_x[halve], best_g[halve]
                 raised.zero_()
-                last, eta_then, best_then = k, eta.clone(), best_f.clone()
+                last, reduced, best_then = k, halve, best_f.clone()
             z = project(cur + eta * direction(g, self.norm), x, eps, self.norm)
             nxt = z if k == 0 else project(cur + self.momentum * (z - cur) + (1 - self.momentum) * (cur - prev),
                                            x, eps, self.norm)
@@ -140,6 +138,14 @@ class APGD(Attack):
         if len(rows):
             hit = rows[success(cur[rows], rows).to(rows.device)]
             done[hit], result[hit] = True, cur[hit]
+
+
+def halve_step(raised: torch.Tensor, interval: int, rho: float, reduced: torch.Tensor, best_f: torch.Tensor,
+               best_then: torch.Tensor) -> torch.Tensor:
+    """APGD's checkpoint rule (Croce & Hein 2020, conditions 1 and 2): halve the step where the
+    loss rose in fewer than ``rho`` of the last ``interval`` steps, or where the step was not
+    halved at the last checkpoint and the best loss has not improved since."""
+    return (raised < rho * interval) | (~reduced & (best_f <= best_then))
 
 
 @torch.no_grad()
