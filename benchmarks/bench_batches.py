@@ -96,7 +96,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoo", default="laptop")
     ap.add_argument("--json")
-    ap.add_argument("--layouts", default="all", help="comma-separated layout names (default: all)")
+    ap.add_argument("--layouts", default="all", help="layout names separated by | (default: all)")
     ap.add_argument("--images", type=int, default=SWEEP["n_images"])
     args = ap.parse_args()
     SWEEP["n_images"] = args.images
@@ -108,7 +108,7 @@ def main() -> None:
         ("chunk", {"together": False}, no_fanout), ("fanout", {"together": False}, contextlib.nullcontext),
         ("fanout, one shard", {**one, "together": False}, contextlib.nullcontext),
         ("together", {}, contextlib.nullcontext), ("together, one shard", one, contextlib.nullcontext))
-        if name in args.layouts.split(",") or args.layouts == "all"]
+        if name in args.layouts.split("|") or args.layouts == "all"]
     with tempfile.TemporaryDirectory() as tmp:
         warm = Study(args.zoo, StudyConfig.from_dict({**SWEEP, "n_images": 2}), threshold=0.2, cache_dir=Path(tmp) / "warm")
         warm.curves(CURVES, progress=False)  # loads and warms the kernels, so no layout pays for it
