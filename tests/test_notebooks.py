@@ -136,7 +136,8 @@ def test_07_claims_runs_on_smoke(data_dir):
     assert len(ledger) == 11 and ledger.claim.iloc[-1] == "noise_space"
     # every source notebook ran; 4 smoke images cannot decide a robustness claim
     assert set(ledger.verdict) <= {"supported", "contradicted", "equivalent", "inconclusive", "not evaluable"}
-    assert (ledger.set_index("claim").drop(["clean_accuracy", "noise_space"]).verdict == "not evaluable").all()
+    assert ledger.set_index("claim").drop(["clean_accuracy", "noise_space"]).verdict.isin(
+        ["not evaluable", "inconclusive"]).all()
     assert _metrics("07_claims")["metrics"]["verdicts"] == dict(zip(ledger.claim, ledger.verdict))
     (checks,) = _tables("07_claims", "checklist")
     assert set(checks.check) == set(checklist.TEXT) and set(checks.status) <= {"pass", "fail", "no evidence"}

@@ -99,9 +99,11 @@ class APGD(Attack):
             if success is not None:
                 self._check(success, cur, done, result)
             live = torch.nonzero(~done).flatten()
-            if k == self.steps or len(live) == 0:
+            if k == self.steps:
                 break
-            self.step(model, k, generator)
+            self.step(model, k, generator)  # held draws advance for every image, live or not, so an image's
+            if len(live) == 0:              # draws never depend on when its batch-mates were broken
+                continue
             out = eot_gradient(model, cur[live], y[live], None if aim is None else aim[live], eot=self.eot,
                                chunk=self.chunk or default_chunk(dev), generator=generator, loss=self.loss,
                                return_loss=True, channels_last=self.channels_last, ids=live,
