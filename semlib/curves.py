@@ -32,7 +32,7 @@ import torch
 from .attacks.base import Norm, as_norm, per_example_norm
 from .settings import is_int, is_real
 # semlib.judge.judge under the name it had here before (search_distortion's ``judge`` is its config)
-from .judge import JudgeConfig, judge as mc_verdict
+from .judge import JudgeConfig, judge as mc_verdict, judge_rows
 from .inputs import check_images, check_labels
 from .smoothing import clopper_pearson
 from .streams import select
@@ -56,19 +56,6 @@ class SearchConfig:
                              f"{self.search_steps!r}, {self.binary_steps!r}")
         if not (is_real(self.tol) and math.isfinite(self.tol) and self.tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
-
-
-def _iterate_judge(judge_model, y, target, judge, generator, idx, judge_draws):
-    """``success(x_adv, at)`` for an attack that judges its iterates (APGD): the Monte-Carlo
-    rule on the images ``idx[at]``, its draws counted; the search judges the point it keeps
-    again with fresh votes, so a lucky look alone never counts as a success."""
-    def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-        rows = idx[at]
-        ok, d = mc_verdict(judge_model, xa, y[rows], None if target is None else target[rows], judge,
-                           select(generator, rows.cpu()))
-        judge_draws[rows.cpu()] += d.cpu()
-        return ok
-    return success
 
 
 def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tensor, y: torch.Tensor,
@@ -134,8 +121,9 @@ def search_distortion(attack: Callable, attack_model, judge_model, x: torch.Tens
         eps = torch.where(found[idx], (lo[idx] + hi[idx]) / 2, hi[idx])
         gen = select(generator, idx.cpu())  # per-request streams follow the images, not their positions
         res = attack(attack_model, x[idx], y[idx], eps, None if target is None else target[idx], gen,
-                     **({"success": _iterate_judge(judge_model, y, target, judge, generator, idx, judge_draws)}
-                        if getattr(attack, "checks_success", False) else {}))
+                     **({"success": lambda xa, at, idx=idx: judge_rows(judge_model, xa, y, target, judge, generator,
+                                                                        idx[at], judge_draws)}
+                        if getattr(attack, "checks_success", False) else {}))  # the kept point is judged again below
         ok, d = mc_verdict(judge_model, res.x_adv, y[idx], None if target is None else target[idx], judge, gen)
         ci = idx.cpu()
         runs[ci] += 1

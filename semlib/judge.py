@@ -11,7 +11,7 @@ import torch
 
 from .settings import is_int, is_real
 from .smoothing import call_classifier, votes_needed
-from .streams import bind
+from .streams import bind, select
 
 
 @dataclass
@@ -80,6 +80,17 @@ def judge(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, 
         success[decided] = verdict[decided]
         undecided &= ~decided
     return success, counts.sum(1)
+
+
+def judge_rows(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, config: JudgeConfig,
+               generator, rows: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """:func:`judge` of ``x``, the images at positions ``rows`` of a batch whose labels (and
+    targets) are ``y`` (``target``) and whose streams are ``generator``; their draws are added
+    to ``draws`` (per batch position, on the CPU). Returns the verdicts."""
+    ok, d = judge(model, x, y[rows], None if target is None else target[rows], config,
+                  select(generator, rows.cpu()))
+    draws[rows.cpu()] += d.cpu()
+    return ok
 
 
 def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n: int, targeted: bool

@@ -137,11 +137,15 @@ def tests(t: np.ndarray, relation: str, bound: float, n_boot: int = 2000, seed: 
         raise ValueError(f"the equivalence bound is a ratio > 1 (e.g. 1.25), got {bound!r}")
     delta = math.log(bound)
     if relation == ">":
-        boot = bootstrap_means(t, n_boot, seed) if len(t) else np.zeros(0)
-        share = (lambda mask: float((np.sum(mask) + 1) / (n_boot + 1))) if len(t) else (lambda mask: 1.0)
-        return {SUPPORTED: _wilcoxon(t, 0.0, "greater"), CONTRADICTED: _wilcoxon(t, 0.0, "less"),
-                EQUIVALENT: max(share(boot <= -delta), share(boot >= delta))}
+        boot = bootstrap_means(t, n_boot, seed) if len(t) else None
+        equivalent = max(_share(boot <= -delta, n_boot), _share(boot >= delta, n_boot)) if len(t) else 1.0
+        return {SUPPORTED: _wilcoxon(t, 0.0, "greater"), CONTRADICTED: _wilcoxon(t, 0.0, "less"), EQUIVALENT: equivalent}
     return {SUPPORTED: _wilcoxon(t, delta, "less"), CONTRADICTED: _wilcoxon(t, delta, "greater")}
+
+
+def _share(mask: np.ndarray, n_boot: int) -> float:
+    """A one-sided bootstrap p-value: the share of resamples on the wrong side (plus one)."""
+    return float((np.sum(mask) + 1) / (n_boot + 1))
 
 
 def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -192,12 +196,11 @@ def error_difference(err_x: np.ndarray, err_y: np.ndarray, relation: str, margin
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
     d = np.asarray(err_x, dtype=float) - np.asarray(err_y, dtype=float)
     boot = bootstrap_means(d, n_boot, seed)
-    share = lambda mask: float((np.sum(mask) + 1) / (n_boot + 1))  # noqa: E731
     if relation == "<=":
-        p = {SUPPORTED: share(boot >= margin), CONTRADICTED: share(boot <= margin)}
+        p = {SUPPORTED: _share(boot >= margin, n_boot), CONTRADICTED: _share(boot <= margin, n_boot)}
     else:
-        p = {SUPPORTED: share(boot <= 0), CONTRADICTED: share(boot >= 0),
-             EQUIVALENT: max(share(boot >= margin), share(boot <= -margin))}
+        p = {SUPPORTED: _share(boot <= 0, n_boot), CONTRADICTED: _share(boot >= 0, n_boot),
+             EQUIVALENT: max(_share(boot >= margin, n_boot), _share(boot <= -margin, n_boot))}
     lo, hi = np.quantile(boot, [0.025, 0.975])
     return {"n": len(d), "relation": relation, "estimate": float(d.mean()), "lo": float(lo), "hi": float(hi), "p": p,
             "family": family(p), "family_seen": family(p),

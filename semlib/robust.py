@@ -46,7 +46,7 @@ from .cache import request_streams
 from .certification import per_model
 from .attacks.apgd import soft_votes
 from .ensemble import Ensemble, StochasticEnsemble
-from .judge import JudgeConfig, judge
+from .judge import JudgeConfig, judge, judge_rows
 from .settings import is_int, is_real
 from .scenarios import Defended
 from .smoothing import clopper_pearson, deterministic
@@ -113,13 +113,10 @@ def evaluate(attack_model, judge_model, x: torch.Tensor, y: torch.Tensor, cfg: R
         hit = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
 
         def success(xa: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-            ok, d = judge(judge_model, xa, y[rows][at], None, jcfg, select(generator, rows[at].cpu()))
-            draws[rows[at].cpu()] += d.cpu()
+            ok = judge_rows(judge_model, xa, y, None, jcfg, generator, rows[at], draws)
             if not fixed and ok.any():  # a second, independent judgement of the candidates
                 cand = torch.nonzero(ok).flatten()
-                again, d = judge(judge_model, xa[cand], y[rows][at][cand], None, jcfg,
-                                 select(generator, rows[at][cand].cpu()))
-                draws[rows[at][cand].cpu()] += d.cpu()
+                again = judge_rows(judge_model, xa[cand], y, None, jcfg, generator, rows[at][cand], draws)
                 overruled[rows[at][cand[~again]].cpu()] += 1
                 ok = ok.clone()
                 ok[cand[~again]] = False
