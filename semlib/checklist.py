@@ -11,8 +11,10 @@ Holm-adjusted over every paired check of the list, below ``alpha``. The other ch
 * ``asr_reaches_one``: every image the defense classifies correctly is broken, within the
   search, by some white-box attack (03);
 * ``more_steps_never_weaken`` / ``more_eot_never_weaken``: robust accuracy never rises with a
-  larger budget beyond sampling noise (the next value's 95% interval lies above the previous
-  one's) (06b convergence);
+  larger budget beyond sampling noise, paired on the same images (06b ``convergence_rows``): for
+  each pair of consecutive sweep values, the images robust only at the larger one against those
+  robust only at the smaller one, an exact one-sided sign test (McNemar), Holm-adjusted over every
+  pair of the list, below ``alpha``;
 * ``converged``: the last doubling of iterations and of EOT samples changes robust accuracy by
   less than one point;
 * ``unbounded_succeeds``: at an Linf budget >= 0.5 no image stays robust (06b).
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import paired
 from .claims import Curve, panel_table, read_rows
@@ -113,7 +116,7 @@ def run(outputs: str | os.PathLike, preset: str, *, ceiling: float, norm: str = 
                           evidence=f"{out[i]['evidence']}: {r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}], "
                                    f"n {r['n']}, Holm p (X needs more) {p:.3g}")
     out += _asr_reaches_one(rows_of("03_whitebox_transfer"))
-    out += _convergence(rows_of("06b_adaptive", "convergence"))
+    out += _convergence(rows_of("06b_adaptive", "convergence_rows"), alpha)
     out += _unbounded(rows_of("06b_adaptive", "robust_rows"))
     return pd.DataFrame(out)
 
@@ -136,28 +139,40 @@ def _asr_reaches_one(rows: pd.DataFrame | None) -> list[dict]:
     return out
 
 
-def _convergence(conv: pd.DataFrame | None) -> list[dict]:
-    if conv is None:
-        return [_row(c, "all", "no evidence", "06b_adaptive has no convergence table")
+def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
+    if rows is None:
+        return [_row(c, "all", "no evidence", "06b_adaptive has no per-image convergence rows")
                 for c in ("more_steps_never_weaken", "more_eot_never_weaken", "converged")]
-    out, last = [], {}
-    for (label, sweep), g in conv.groupby(["label", "sweep"], sort=False):
-        g = g.sort_values("value")
-        rises = [(int(v0), int(v1), r1 - r0) for (v0, r0, h0), (v1, r1, l1) in
-                 zip(g[["value", "robust", "robust_hi"]].to_numpy(), g[["value", "robust", "robust_lo"]].to_numpy()[1:])
-                 if l1 > h0]
+    out, tests, last = [], [], {}
+    for (label, sweep), g in rows.groupby(["label", "sweep"], sort=False):
+        robust = g.pivot_table(index="example", columns="value", values="robust", aggfunc="first").sort_index(axis=1)
+        robust = robust.dropna().astype(bool)  # the images of every sweep value
+        values, pct = [int(v) for v in robust.columns], 100 * robust.mean().to_numpy()
+        pairs = []
+        for v0, v1 in zip(values, values[1:]):
+            rise, fall = int((robust[v1] & ~robust[v0]).sum()), int((robust[v0] & ~robust[v1]).sum())
+            p = stats.binomtest(rise, rise + fall, 0.5, alternative="greater").pvalue if rise + fall else 1.0
+            pairs.append((v0, v1, rise, fall))
+            tests.append(p)
         check = "more_steps_never_weaken" if sweep == "steps" else "more_eot_never_weaken"
-        out.append(_row(check, label, "fail" if rises else "pass",
-                        "; ".join(f"{a} -> {b}: +{d:.1f} points" for a, b, d in rises) or
-                        f"robust accuracy {', '.join(f'{r:.1f}' for r in g.robust)} % at {sweep} "
-                        f"{', '.join(str(int(v)) for v in g.value)}", n=int(g.images.iloc[0])))
-        if len(g) >= 2 and g.value.iloc[-1] >= 2 * g.value.iloc[-2]:
-            last.setdefault(label, []).append((sweep, float(g.robust.iloc[-1] - g.robust.iloc[-2])))
+        out.append((len(tests) - len(pairs), pairs, _row(
+            check, label, "pending", f"robust accuracy {', '.join(f'{r:.1f}' for r in pct)} % at {sweep} "
+            f"{', '.join(map(str, values))}", n=len(robust))))
+        if len(values) >= 2 and values[-1] >= 2 * values[-2]:
+            last.setdefault(label, []).append((sweep, float(pct[-1] - pct[-2])))
+    adjusted = paired.holm(tests) if tests else []
+    done = []
+    for first, pairs, row in out:
+        worst = min(adjusted[first:first + len(pairs)], default=1.0)
+        moves = "; ".join(f"{a} -> {b}: {r} images robust only at {b}, {f} only at {a}" for a, b, r, f in pairs)
+        row.update(status="fail" if worst < alpha else "pass", estimate=worst,
+                   evidence=f"{row['evidence']}; {moves}; smallest Holm p (larger budget weaker) {worst:.3g}")
+        done.append(row)
     for label, moves in last.items():
         worst = max(abs(m) for _, m in moves)
-        out.append(_row("converged", label, "pass" if worst < 1 else "fail",
-                        "; ".join(f"last doubling of {s}: {m:+.1f} points" for s, m in moves), estimate=worst))
-    return out
+        done.append(_row("converged", label, "pass" if worst < 1 else "fail",
+                         "; ".join(f"last doubling of {s}: {m:+.1f} points" for s, m in moves), estimate=worst))
+    return done
 
 
 def _unbounded(rows: pd.DataFrame | None) -> list[dict]:

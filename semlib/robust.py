@@ -235,15 +235,15 @@ def budget(norm: str, eps: float) -> str:
 
 def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, steps: list[int], eots: list[int],
                 progress: bool = True) -> pd.DataFrame:
-    """Robust accuracy against the attack's iterations (at ``cfg.eot``) and against its EOT
-    samples (at ``cfg.steps``): :func:`table` rows with ``sweep`` (``steps`` or ``eot``) and
-    ``value``; deterministic models have no EOT sweep (one pass is exact)."""
+    """Per-image :func:`study_rows` against the attack's iterations (at ``cfg.eot``) and against
+    its EOT samples (at ``cfg.steps``), with ``sweep`` (``steps`` or ``eot``) and ``value``
+    (:func:`table` by ``["label", "sweep", "value"]`` gives robust accuracy per point);
+    deterministic models have no EOT sweep (one pass is exact)."""
     out = []
     for sweep, values in (("steps", steps), ("eot", eots)):
         for v in values:
             chosen = models if sweep == "steps" else {k: m for k, m in models.items() if not deterministic(m)}
-            if not chosen:
-                continue
-            rows = study_rows(study, chosen, replace(cfg, **{sweep: int(v)}), progress)
-            out.append(table(rows, "label").assign(sweep=sweep, value=int(v)))
+            if chosen:
+                rows = study_rows(study, chosen, replace(cfg, **{sweep: int(v)}), progress)
+                out.append(rows.assign(sweep=sweep, value=int(v)))
     return pd.concat(out, ignore_index=True)

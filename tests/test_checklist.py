@@ -25,6 +25,22 @@ def _rows(scenarios, attacks, goals, base, n=60, broken=True, extra=None):
     return pd.concat(out, ignore_index=True)
 
 
+N_CONV = 200
+# (label, sweep, value, images robust): SEM weakens with more EOT samples (10% -> 40%: 60 images
+# robust only at 2); F swaps one image between 10 and 20 steps (no evidence of weakening) but
+# leaves 12 more images robust at 2 EOT samples than at 1 (31% vs 25%: the 95% intervals of the
+# two overlap, the paired count does not); SEM's steps fall (more steps, fewer robust)
+SWEEPS = [("SEM", "steps", 10, range(0, 100)), ("SEM", "steps", 20, range(0, 80)), ("SEM", "steps", 40, range(0, 79)),
+          ("SEM", "eot", 1, range(0, 20)), ("SEM", "eot", 2, range(0, 80)), ("SEM", "eot", 4, range(0, 90)),
+          ("F", "steps", 10, range(0, 50)), ("F", "steps", 20, range(1, 51)),
+          ("F", "eot", 1, range(0, 50)), ("F", "eot", 2, range(0, 62))]
+
+
+def _sweep(label, sweep, value, robust):
+    return pd.DataFrame({"example": np.arange(N_CONV), "label": label, "sweep": sweep, "value": value,
+                         "clean_correct": True, "robust": np.isin(np.arange(N_CONV), list(robust))})
+
+
 @pytest.fixture()
 def outputs(tmp_path):
     rng = np.random.default_rng(0)
@@ -40,10 +56,7 @@ def outputs(tmp_path):
                                                       base, extra=unbroken))
     save("04_query_blackbox", "distortions", _rows("EJ", ["nes", "spsa"], ["untargeted", "targeted"], base))
     save("06b_adaptive", "distortions", _rows("AFG", ["bim", "fgsm"], ["untargeted"], base))
-    conv = pd.DataFrame({"label": ["SEM"] * 6, "sweep": ["steps"] * 3 + ["eot"] * 3, "value": [10, 20, 40, 1, 2, 4],
-                         "robust": [50.0, 40.0, 39.5, 10.0, 40.0, 45.0], "images": 500})
-    conv["robust_lo"], conv["robust_hi"] = conv.robust - 4, conv.robust + 4
-    save("06b_adaptive", "convergence", conv)
+    save("06b_adaptive", "convergence_rows", pd.concat([_sweep(*c) for c in SWEEPS], ignore_index=True))
     save("06b_adaptive", "robust_rows", pd.DataFrame({"label": ["SEM"] * 5 + ["F"] * 5, "norm": "linf", "eps": 1.0,
                                                       "robust": [False] * 5 + [False] * 4 + [True]}))
     return tmp_path
@@ -61,6 +74,14 @@ def test_checks_find_what_was_built_in(outputs):
     assert f_row.estimate == 6 and f_row.n == 60
     assert by["more_steps_never_weaken", "SEM"] == ["pass"] and by["more_eot_never_weaken", "SEM"] == ["fail"]
     assert by["converged", "SEM"] == ["fail"]  # the last EOT doubling moved it 5 points
+    assert by["more_steps_never_weaken", "F"] == ["pass"] and by["more_eot_never_weaken", "F"] == ["fail"]
+    assert by["converged", "F"] == ["fail"]  # 25 -> 31% at the doubling of EOT samples
+    f_eot = t[(t.check == "more_eot_never_weaken") & (t.defense == "F")].iloc[0]
+    assert f_eot.n == N_CONV and "12 images robust only at 2, 0 only at 1" in f_eot.evidence
+    # Holm over the 6 consecutive pairs: F's one-sided sign-test p 0.5**12 is the second smallest
+    assert f_eot.estimate == pytest.approx(5 * 0.5 ** 12)
+    f_steps = t[(t.check == "more_steps_never_weaken") & (t.defense == "F")].iloc[0]
+    assert f_steps.estimate == 1.0  # 1 rise, 1 fall: p 0.75, x3 by Holm
     assert by["unbounded_succeeds", "SEM"] == ["pass"] and by["unbounded_succeeds", "F"] == ["fail"]
     ratio = t[(t.check == "whitebox_vs_transfer")].estimate.tolist()
     assert ratio == pytest.approx([2.0, 0.5], rel=1e-6)

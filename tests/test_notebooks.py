@@ -123,10 +123,14 @@ def test_06_certify_sem_runs_on_smoke(data_dir):
 def test_06b_adaptive_runs_on_smoke(data_dir):
     run_notebook(ROOT / "notebooks" / "06b_adaptive.ipynb", "smoke")
     _check_curves("06b_adaptive", {"SEM", "F", "G", "A"}, {"apgd", "bim", "fgsm"}, {"untargeted"})
-    rows, tab, conv = _tables("06b_adaptive", "robust_rows", "robust_accuracy", "convergence")
+    rows, tab, conv, conv_rows = _tables("06b_adaptive", "robust_rows", "robust_accuracy", "convergence",
+                                         "convergence_rows")
     assert set(tab.label) == {"SEM", "F", "G", "H", "I", "RSE", "ADP"} and (tab.images == 4).all()
     assert (rows.robust <= rows.clean_correct).all() and (tab.robust <= tab.clean).all()
     assert set(conv.sweep) == {"steps", "eot"} and set(conv[conv.sweep == "eot"].label) == {"SEM", "F", "G"}
+    # the table counts the per-image rows it was made of
+    per_point = conv_rows.groupby(["label", "sweep", "value"]).robust.mean().mul(100)
+    assert np.allclose(conv.set_index(["label", "sweep", "value"]).robust.loc[per_point.index], per_point)
     _figures_exist("06b_adaptive", "adaptive", "convergence")
 
 
