@@ -38,7 +38,8 @@ def test_curve_names():
 def test_the_plan_holds_every_paper_claim_in_order():
     plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
     assert [c.key for c in plan.claims] == ["H_vs_I", "F_vs_G", "B_weakest", "A_vs_F", "K68_vs_K14", "WRN_vs_hetero",
-                                            "clean_accuracy", "query_E_vs_J", "adaptive", "adaptive_robust"]
+                                            "clean_accuracy", "query_E_vs_J", "adaptive", "adaptive_robust",
+                                            "adaptive_robust_4"]
     assert plan.alpha == 0.05 and plan.bound == 1.25 and plan.accuracy_margin == 0.05
     k68 = next(c for c in plan.claims if c.key == "K68_vs_K14")
     assert k68.comparisons == [(Curve("A", "sem_k68"), ">", Curve("A"))] and len(k68.panels) == 6
@@ -170,7 +171,7 @@ def test_robust_accuracy_claims_from_simulated_paired_outcomes(tmp_path):
 
     weaker = sem & (rng.random(n) > 0.24)  # loses about 12 points, only on images the SEM keeps
     plan = Plan.from_yaml(project_root() / "params" / "claims.yaml")
-    plan.claims = [c for c in plan.claims if c.key == "adaptive_robust"]
+    plan.claims = [c for c in plan.claims if c.key == "adaptive_robust"]  # adaptive_robust_4: the same at 4/255
     assert plan.claims[0].panels == [("robust", "linf 8/255")]
     for f, g, verdict in ((weaker, weaker, SUPPORTED), (sem, sem.copy(), EQUIVALENT),  # identical: no discordant image
                           (sem | (rng.random(n) < 0.3), sem, CONTRADICTED)):
