@@ -12,9 +12,11 @@ Holm-adjusted over every paired check of the list, below ``alpha``. The other ch
   search, by some white-box attack (03);
 * ``more_steps_never_weaken`` / ``more_eot_never_weaken``: robust accuracy never rises with a
   larger budget beyond sampling noise, paired on the same images (06b ``convergence_rows``): for
-  each pair of consecutive sweep values, the images robust only at the larger one against those
-  robust only at the smaller one, an exact one-sided sign test (McNemar), Holm-adjusted over every
-  pair of the list, below ``alpha``;
+  each pair of consecutive sweep values and for the smallest against the largest (a rise spread
+  over many steps), the images robust only at the larger one against those robust only at the
+  smaller one, an exact one-sided sign test (McNemar), Holm-adjusted over every pair of the list,
+  below ``alpha``; ``estimate`` is the largest net rise in points; "no evidence" without two
+  values or without any robust image (nothing could rise);
 * ``converged``: the last doubling of iterations and of EOT samples changes robust accuracy by
   less than one point;
 * ``unbounded_succeeds``: at an Linf budget >= 0.5 no image stays robust (06b).
@@ -143,35 +145,42 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
     if rows is None:
         return [_row(c, "all", "no evidence", "06b_adaptive has no per-image convergence rows")
                 for c in ("more_steps_never_weaken", "more_eot_never_weaken", "converged")]
-    out, tests, last = [], [], {}
+    out, tests = [], []
     for (label, sweep), g in rows.groupby(["label", "sweep"], sort=False):
-        robust = g.pivot_table(index="example", columns="value", values="robust", aggfunc="first").sort_index(axis=1)
-        robust = robust.dropna().astype(bool)  # the images of every sweep value
-        values, pct = [int(v) for v in robust.columns], 100 * robust.mean().to_numpy()
-        pairs = []
-        for v0, v1 in zip(values, values[1:]):
-            rise, fall = int((robust[v1] & ~robust[v0]).sum()), int((robust[v0] & ~robust[v1]).sum())
-            p = stats.binomtest(rise, rise + fall, 0.5, alternative="greater").pvalue if rise + fall else 1.0
-            pairs.append((v0, v1, rise, fall))
-            tests.append(p)
         check = "more_steps_never_weaken" if sweep == "steps" else "more_eot_never_weaken"
-        out.append((len(tests) - len(pairs), pairs, _row(
-            check, label, "pending", f"robust accuracy {', '.join(f'{r:.1f}' for r in pct)} % at {sweep} "
-            f"{', '.join(map(str, values))}", n=len(robust))))
-        if len(values) >= 2 and values[-1] >= 2 * values[-2]:
-            last.setdefault(label, []).append((sweep, float(pct[-1] - pct[-2])))
+        wide = g.pivot(index="example", columns="value", values="robust").sort_index(axis=1)  # one row per image
+        robust = wide.dropna().astype(bool)  # the images of every sweep value
+        values, pct = [int(v) for v in robust.columns], 100 * robust.mean().to_numpy()
+        where = f"robust accuracy {', '.join(f'{r:.1f}' for r in pct)} % at {sweep} {', '.join(map(str, values))}" + (
+            f" ({len(wide) - len(robust)} images missing at some value left out)" if len(robust) < len(wide) else "")
+        if len(values) < 2 or not robust.to_numpy().any():
+            out.append((None, label, sweep, values, pct, _row(check, label, "no evidence", f"{where}: nothing to compare",
+                                                             n=len(robust))))
+            continue
+        # consecutive values, and the smallest against the largest (a rise spread over many steps)
+        pairs = list(zip(values, values[1:])) + ([(values[0], values[-1])] if len(values) > 2 else [])
+        counts = [(a, b, int((robust[b] & ~robust[a]).sum()), int((robust[a] & ~robust[b]).sum())) for a, b in pairs]
+        first = len(tests)
+        tests += [stats.binomtest(r, r + f, 0.5, alternative="greater").pvalue if r + f else 1.0 for *_, r, f in counts]
+        out.append(((first, counts), label, sweep, values, pct, _row(check, label, "pending", where, n=len(robust))))
     adjusted = paired.holm(tests) if tests else []
-    done = []
-    for first, pairs, row in out:
-        worst = min(adjusted[first:first + len(pairs)], default=1.0)
-        moves = "; ".join(f"{a} -> {b}: {r} images robust only at {b}, {f} only at {a}" for a, b, r, f in pairs)
-        row.update(status="fail" if worst < alpha else "pass", estimate=worst,
-                   evidence=f"{row['evidence']}; {moves}; smallest Holm p (larger budget weaker) {worst:.3g}")
+    done, last = [], {}
+    for test, label, sweep, values, pct, row in out:
+        if test is not None:
+            first, counts = test
+            worst = min(adjusted[first:first + len(counts)])
+            moves = "; ".join(f"{a} -> {b}: {r} images robust only at {b}, {f} only at {a}" for a, b, r, f in counts)
+            row.update(status="fail" if worst < alpha else "pass",
+                       estimate=max(100 * (r - f) / row["n"] for *_, r, f in counts),  # the largest net rise, points
+                       evidence=f"{row['evidence']}; {moves}; smallest Holm p (larger budget weaker) {worst:.3g}")
+            if values[-1] >= 2 * values[-2]:
+                last.setdefault(label, []).append((sweep, float(pct[-1] - pct[-2]), row["n"]))
         done.append(row)
     for label, moves in last.items():
-        worst = max(abs(m) for _, m in moves)
+        worst = max(abs(m) for _, m, _ in moves)
         done.append(_row("converged", label, "pass" if worst < 1 else "fail",
-                         "; ".join(f"last doubling of {s}: {m:+.1f} points" for s, m in moves), estimate=worst))
+                         "; ".join(f"last doubling of {s}: {m:+.1f} points (1 image = {100 / n:.1f})" for s, m, n in moves),
+                         estimate=worst, n=min(n for *_, n in moves)))
     return done
 
 

@@ -75,12 +75,13 @@ def _robust(v: Any) -> bool:
 
 
 def _convergence(v: Any) -> bool:
-    """CONVERGENCE (06b): images, eps, steps and eots (lists), at_steps, at_eot, attacks, defenses."""
+    """CONVERGENCE (06b): images, eps, steps and eots (lists of distinct values), at_steps, at_eot, attacks, defenses."""
     return (isinstance(v, dict)
             and set(v) - {"shard_size"} == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks", "defenses"}
             and all(_count(v[k]) for k in ("images", "at_steps", "at_eot")) and _count(v.get("shard_size", 1))
             and is_finite(v["eps"]) and v["eps"] >= 0
-            and all(isinstance(v[k], list) and len(v[k]) > 0 and all(_count(x) for x in v[k]) for k in ("steps", "eots"))
+            and all(isinstance(v[k], list) and len(v[k]) > 0 and all(_count(x) for x in v[k])
+                    and len(set(v[k])) == len(v[k]) for k in ("steps", "eots"))
             and isinstance(v["attacks"], list) and len(v["attacks"]) > 0 and set(v["attacks"]) <= set(ROBUST_ATTACKS)
             and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
 

@@ -164,7 +164,8 @@ def certified_curves(df: pd.DataFrame, title: str | None = None, xlabel: str = "
 
 def convergence(df: pd.DataFrame, title: str | None = None):
     """Robust accuracy (percent, Clopper-Pearson band) against attack iterations and against EOT
-    samples, one line per model (rows of :func:`semlib.robust.convergence`)."""
+    samples, one line per model (:func:`semlib.robust.table` of the per-image rows of
+    :func:`semlib.robust.convergence` by label, sweep and value)."""
     _style()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for ax, (sweep, label) in zip(axes, (("steps", "APGD iterations"), ("eot", "EOT samples per iteration"))):

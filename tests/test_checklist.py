@@ -78,10 +78,11 @@ def test_checks_find_what_was_built_in(outputs):
     assert by["converged", "F"] == ["fail"]  # 25 -> 31% at the doubling of EOT samples
     f_eot = t[(t.check == "more_eot_never_weaken") & (t.defense == "F")].iloc[0]
     assert f_eot.n == N_CONV and "12 images robust only at 2, 0 only at 1" in f_eot.evidence
-    # Holm over the 6 consecutive pairs: F's one-sided sign-test p 0.5**12 is the second smallest
-    assert f_eot.estimate == pytest.approx(5 * 0.5 ** 12)
+    # Holm over 8 pairs (consecutive ones, and first vs last of the 3-value sweeps): F's one-sided
+    # sign-test p 0.5**12 is the third smallest; the estimate is the largest net rise in points
+    assert f_eot.estimate == pytest.approx(6.0) and f"Holm p (larger budget weaker) {6 * 0.5 ** 12:.3g}" in f_eot.evidence
     f_steps = t[(t.check == "more_steps_never_weaken") & (t.defense == "F")].iloc[0]
-    assert f_steps.estimate == 1.0  # 1 rise, 1 fall: p 0.75, x3 by Holm
+    assert f_steps.estimate == 0 and f_steps.evidence.endswith("weaker) 1")  # 1 rise, 1 fall: p 0.75, x4 by Holm
     assert by["unbounded_succeeds", "SEM"] == ["pass"] and by["unbounded_succeeds", "F"] == ["fail"]
     ratio = t[(t.check == "whitebox_vs_transfer")].estimate.tolist()
     assert ratio == pytest.approx([2.0, 0.5], rel=1e-6)
@@ -91,3 +92,45 @@ def test_checks_find_what_was_built_in(outputs):
 def test_missing_outputs_are_no_evidence(tmp_path):
     t = checklist.run(tmp_path, "p", ceiling=CEIL)
     assert set(t.status) == {"no evidence"} and t.evidence.str.len().min() > 10
+
+
+def _convergence_only(tmp_path, sweeps):
+    (tmp_path / "06b_adaptive" / "p").mkdir(parents=True)
+    pd.concat([_sweep(*c) for c in sweeps], ignore_index=True).to_csv(
+        tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
+    t = checklist.run(tmp_path, "p", ceiling=CEIL)
+    return t[t.check.isin(["more_steps_never_weaken", "more_eot_never_weaken", "converged"])].set_index(
+        ["check", "defense"])
+
+
+def test_a_rise_spread_over_many_steps_fails(tmp_path):
+    """4 more images robust at each of 4 doublings (no consecutive pair is significant on its
+    own: p 0.0625), 16 from the first to the last: caught by the first-vs-last pair."""
+    t = _convergence_only(tmp_path, [("SEM", "steps", v, range(0, 40 + 4 * i)) for i, v in enumerate([10, 20, 40, 80, 200])])
+    row = t.loc["more_steps_never_weaken", "SEM"]
+    assert row.status == "fail" and row.estimate == pytest.approx(100 * 16 / N_CONV)
+    assert "10 -> 200: 16 images robust only at 200, 0 only at 10" in row.evidence
+
+
+def test_convergence_without_anything_to_compare_is_no_evidence(tmp_path):
+    t = _convergence_only(tmp_path, [("SEM", "steps", 10, range(0, 50)),  # a single value
+                                     ("F", "steps", 10, []), ("F", "steps", 20, []),  # nothing robust anywhere
+                                     ("G", "steps", 20, range(0, 30)), ("G", "steps", 40, range(0, 30)),
+                                     ("G", "eot", 4, range(0, 30)), ("G", "eot", 8, range(1, 31))])
+    assert t.loc["more_steps_never_weaken", "SEM"].status == "no evidence"
+    assert t.loc["more_steps_never_weaken", "F"].status == "no evidence"
+    assert ("converged", "SEM") not in t.index and ("converged", "F") not in t.index
+    # G: the doubling of steps moves nothing; the doubling of EOT swaps one image (0 points net)
+    g = t.loc["converged", "G"]
+    assert g.status == "pass" and g.estimate == 0 and g.n == N_CONV
+    assert t.loc["more_eot_never_weaken", "G"].status == "pass"
+
+
+def test_images_missing_at_a_sweep_value_are_left_out_and_said(tmp_path):
+    rows = pd.concat([_sweep("SEM", "steps", 10, range(0, 20)), _sweep("SEM", "steps", 20, range(0, 20))])
+    rows = rows[~((rows.value == 20) & (rows.example < 5))]  # 5 images lack the second value
+    (tmp_path / "06b_adaptive" / "p").mkdir(parents=True)
+    rows.to_csv(tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
+    t = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"])
+    row = t.loc["more_steps_never_weaken", "SEM"]
+    assert row.n == N_CONV - 5 and "5 images missing at some value left out" in row.evidence
