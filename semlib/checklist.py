@@ -145,7 +145,7 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
     if rows is None:
         return [_row(c, "all", "no evidence", "06b_adaptive has no per-image convergence rows")
                 for c in ("more_steps_never_weaken", "more_eot_never_weaken", "converged")]
-    out, tests = [], []
+    out, tests, last = [], [], {}
     for (label, sweep), g in rows.groupby(["label", "sweep"], sort=False):
         check = "more_steps_never_weaken" if sweep == "steps" else "more_eot_never_weaken"
         wide = g.pivot(index="example", columns="value", values="robust").sort_index(axis=1)  # one row per image
@@ -154,18 +154,17 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
         where = f"robust accuracy {', '.join(f'{r:.1f}' for r in pct)} % at {sweep} {', '.join(map(str, values))}" + (
             f" ({len(wide) - len(robust)} images missing at some value left out)" if len(robust) < len(wide) else "")
         if len(values) < 2 or not robust.to_numpy().any():
-            out.append((None, label, sweep, values, pct, _row(check, label, "no evidence", f"{where}: nothing to compare",
-                                                             n=len(robust))))
+            out.append((None, _row(check, label, "no evidence", f"{where}: nothing to compare", n=len(robust))))
             continue
         # consecutive values, and the smallest against the largest (a rise spread over many steps)
         pairs = list(zip(values, values[1:])) + ([(values[0], values[-1])] if len(values) > 2 else [])
         counts = [(a, b, int((robust[b] & ~robust[a]).sum()), int((robust[a] & ~robust[b]).sum())) for a, b in pairs]
-        first = len(tests)
+        out.append(((len(tests), counts), _row(check, label, "pending", where, n=len(robust))))
         tests += [stats.binomtest(r, r + f, 0.5, alternative="greater").pvalue if r + f else 1.0 for *_, r, f in counts]
-        out.append(((first, counts), label, sweep, values, pct, _row(check, label, "pending", where, n=len(robust))))
+        if values[-1] >= 2 * values[-2]:
+            last.setdefault(label, []).append((sweep, float(pct[-1] - pct[-2]), len(robust)))
     adjusted = paired.holm(tests) if tests else []
-    done, last = [], {}
-    for test, label, sweep, values, pct, row in out:
+    for test, row in out:
         if test is not None:
             first, counts = test
             worst = min(adjusted[first:first + len(counts)])
@@ -173,9 +172,7 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
             row.update(status="fail" if worst < alpha else "pass",
                        estimate=max(100 * (r - f) / row["n"] for *_, r, f in counts),  # the largest net rise, points
                        evidence=f"{row['evidence']}; {moves}; smallest Holm p (larger budget weaker) {worst:.3g}")
-            if values[-1] >= 2 * values[-2]:
-                last.setdefault(label, []).append((sweep, float(pct[-1] - pct[-2]), row["n"]))
-        done.append(row)
+    done = [row for _, row in out]
     for label, moves in last.items():
         worst = max(abs(m) for _, m, _ in moves)
         done.append(_row("converged", label, "pass" if worst < 1 else "fail",
