@@ -69,7 +69,9 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     the CSV's sha256) written atomically last. A result counts as finished only when its
     manifest exists and the CSV's hash matches it; anything else (a crash between the two
     writes, a truncated or edited CSV) is computed again. ``info`` (e.g. the device) is
-    recorded in the manifest, not in the key.
+    recorded in the manifest, not in the key. A fresh result is returned as it was stored (read
+    back), so a run that resumes from the cache gets exactly what an uninterrupted one got
+    (e.g. an empty string reads back as NaN, either way).
     """
     cache_dir = Path(cache_dir)
     key = cache_key(config)
@@ -82,7 +84,7 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     artifacts.atomic_write_text(path, df.to_csv(index=False))
     record = {"config": config, "sha256": artifacts.sha256_file(path)}
     artifacts.write_json(manifest, {**record, "computed_on": info} if info else record)
-    return df
+    return pd.read_csv(path)
 
 
 def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],

@@ -58,13 +58,14 @@ def clean_rows(study, models: dict, progress: bool = True) -> pd.DataFrame:
 
 
 def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool,
-              streams: bool = False, channels_last: bool = False) -> pd.DataFrame:
+              streams: bool = False, channels_last: bool = False, shards: list[slice] | None = None) -> pd.DataFrame:
     """``compute(model, shard, generator)`` for every model and image shard, cached under
     ``key(label)`` plus the study's settings, with a column ``label``. The generator: per-request
     streams of the shard's images with ``streams`` (:func:`semlib.cache.request_streams`), else
     one per shard. On each shard the models run together (``StudyConfig.together``: their
     network calls batched, :mod:`semlib.batching`), each cached as soon as it is done;
-    ``channels_last``: the models run channels_last (strided 1x1 convolutions stay NCHW)."""
+    ``channels_last``: the models run channels_last (strided 1x1 convolutions stay NCHW);
+    ``shards``: only these image shards (default: all the study's)."""
     jobs = []
     for label, model in models.items():
         draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
@@ -73,7 +74,7 @@ def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, prog
     gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
     parts: dict[str, list[pd.DataFrame]] = {label: [] for label, *_ in jobs}
     with layout.channels_last_all([m for _, m, _, _ in jobs], channels_last):
-        for sl in tqdm(study.shards(), desc=desc, disable=not progress):
+        for sl in tqdm(study.shards() if shards is None else shards, desc=desc, disable=not progress):
             tasks = [functools.partial(cached, {**config, "shard": [sl.start, sl.stop]},
                                        functools.partial(compute, m, sl, gen(draws, sl)), study.cache_dir,
                                        study.computed_on) for _, m, draws, config in jobs]

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import runner
 from .attacks import APGD
 from .cache import request_streams
 from .certification import per_model
@@ -51,6 +52,8 @@ from .settings import is_int, is_real
 from .scenarios import Defended
 from .smoothing import clopper_pearson, deterministic
 from .streams import select
+from .study import from_recipe
+from .runner import Executor
 
 ATTACKS = ("apgd-ce", "apgd-dlr-t", "apgd-vote", "apgd-expected", "apgd-plain")
 SURROGATE = ("apgd-expected", "apgd-plain")  # attacks on a model derived from the SEM
@@ -207,9 +210,13 @@ def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, tor
     return {n: d.models[_DEFENDED[n]] if n in _DEFENDED else study.baseline(n) for n in names}
 
 
-def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True) -> pd.DataFrame:
+def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True,
+               executor: Executor | None = None, shards: list[slice] | None = None) -> pd.DataFrame:
     """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
-    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``."""
+    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``.
+    ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
+    if executor is not None:
+        precompute(study, [(models, cfg)], executor, progress)
     labels = {id(m): label for label, m in models.items()}
 
     def compute(model, sl: slice, gen: torch.Generator) -> pd.DataFrame:
@@ -221,10 +228,34 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
     key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)},  # noqa: E731
                          "success": "confirmed by a second judgement; clean votes of their own"}
     rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True,
-                     channels_last=cfg.channels_last)
+                     channels_last=cfg.channels_last, shards=shards)
     # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget
     return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot, scenario=rows.label, variant="sem",
                        attack="robust", goal=budget(cfg.norm, cfg.eps))
+
+
+def precompute(study, jobs: list[tuple[dict[str, torch.nn.Module], RobustConfig]], executor: Executor | None,
+               progress: bool = True) -> None:
+    """Fill the cache of :func:`study_rows` for every ``(models, cfg)`` of ``jobs`` and image shard
+    as the ``executor``'s tasks (a local pool or Ray; all jobs at once, so no worker waits for a
+    budget's slowest shard). Tasks rebuild the defenses by name (:func:`defense_models`), so only
+    the models that are the study's own defenses under their names go to the executor; others are
+    left to :func:`study_rows` itself. Results do not depend on the executor (every request draws
+    from its own stream)."""
+    if executor is None or executor.serial:
+        return
+    own = lambda models: [n for n, m in models.items() if n in DEFENSES and m is defense_models(study, [n])[n]]  # noqa: E731
+    longest_first = sorted(jobs, key=lambda job: -job[1].steps * job[1].eot)  # so no worker is left with the 200-step one
+    tasks = [(study.recipe(), own(models), asdict(cfg), sl.start, sl.stop) for models, cfg in longest_first
+             for sl in study.shards()]
+    runner.run(shard_task, [t for t in tasks if t[1]], executor, desc="robust accuracy shards", progress=progress)
+
+
+def shard_task(recipe: str, names: list[str], config: dict, start: int, stop: int) -> None:
+    """One image shard of :func:`study_rows` as a task of any process: computes what the cache lacks."""
+    study = from_recipe(recipe)
+    study_rows(study, defense_models(study, names), RobustConfig(**config), progress=False,
+               shards=[slice(start, stop)])
 
 
 def budget(norm: str, eps: float) -> str:
@@ -234,16 +265,14 @@ def budget(norm: str, eps: float) -> str:
 
 
 def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, steps: list[int], eots: list[int],
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, executor: Executor | None = None) -> pd.DataFrame:
     """Per-image :func:`study_rows` against the attack's iterations (at ``cfg.eot``) and against
     its EOT samples (at ``cfg.steps``), with ``sweep`` (``steps`` or ``eot``) and ``value``
     (:func:`table` by ``["label", "sweep", "value"]`` gives robust accuracy per point);
-    deterministic models have no EOT sweep (one pass is exact)."""
-    out = []
-    for sweep, values in (("steps", steps), ("eot", eots)):
-        for v in values:
-            chosen = models if sweep == "steps" else {k: m for k, m in models.items() if not deterministic(m)}
-            if chosen:
-                rows = study_rows(study, chosen, replace(cfg, **{sweep: int(v)}), progress)
-                out.append(rows.assign(sweep=sweep, value=int(v)))
-    return pd.concat(out, ignore_index=True)
+    deterministic models have no EOT sweep (one pass is exact); ``executor`` as in :func:`study_rows`."""
+    points = [(sweep, int(v), models if sweep == "steps" else {k: m for k, m in models.items() if not deterministic(m)})
+              for sweep, values in (("steps", steps), ("eot", eots)) for v in values]
+    points = [(sweep, v, chosen, replace(cfg, **{sweep: v})) for sweep, v, chosen in points if chosen]
+    precompute(study, [(chosen, c) for _, _, chosen, c in points], executor, progress)
+    return pd.concat([study_rows(study, chosen, c, progress).assign(sweep=sweep, value=v)
+                      for sweep, v, chosen, c in points], ignore_index=True)

@@ -262,7 +262,8 @@ class Study:
 
 
 @functools.lru_cache(maxsize=2)
-def _study(recipe: str) -> Study:
+def from_recipe(recipe: str) -> Study:
+    """The study :meth:`Study.recipe` describes, built once per process (for worker tasks)."""
     r = json.loads(recipe)
     return Study(r["zoo"], StudyConfig(**r["cfg"]), zoo_dir=r["zoo_dir"], threshold=r["threshold"],
                  data_dir=r["data_dir"], cache_dir=r["cache_dir"], device=r["device"])
@@ -271,6 +272,6 @@ def _study(recipe: str) -> Study:
 def compute_shard_task(recipe: str, curve_specs: list[dict], start: int, stop: int) -> list[str]:
     """Curves of one image shard as a task (any process, e.g. a pool or Ray worker): rebuilds the
     study from ``recipe`` (once per process), computes what is not cached and stores it; returns the keys."""
-    study, specs_ = _study(recipe), [CurveSpec.from_key(s) for s in curve_specs]
+    study, specs_ = from_recipe(recipe), [CurveSpec.from_key(s) for s in curve_specs]
     study.store_shards(specs_, slice(start, stop))
     return [cache_key({**study.key_config(s), "shard": [start, stop]}) for s in specs_]
