@@ -19,7 +19,15 @@ Holm-adjusted over every paired check of the list, below ``alpha``. The other ch
   values or without any robust image (nothing could rise);
 * ``converged``: the last doubling of iterations and of EOT samples changes robust accuracy by
   less than one point;
+* ``budget_converged``: robust accuracy at the budget the robust-accuracy table used (its steps x
+  EOT, a point of the sweep) is within one point of each sweep's largest budget (the same rule
+  as ``converged``: the table's attack is as strong as the sweep could make it); "no evidence"
+  when the sweep lacks that point;
 * ``unbounded_succeeds``: at an Linf budget >= 0.5 no image stays robust (06b).
+
+:func:`qualify` applies the checklist to the ledger: a claim that names defenses whose attack
+must have converged is "not evaluable" unless their ``converged`` and ``budget_converged``
+checks passed (the verdict at the budget that was run stays in its notes).
 """
 from __future__ import annotations
 
@@ -31,7 +39,8 @@ import pandas as pd
 from scipy import stats
 
 from . import paired
-from .claims import Curve, panel_table, read_rows
+from .claims import Curve, Plan, panel_table, read_rows
+from .paired import NOT_EVALUABLE
 
 WB = [("bim", "untargeted"), ("mim", "untargeted"), ("pgd", "untargeted"),
       ("bim", "targeted"), ("mim", "targeted"), ("pgd", "targeted")]
@@ -59,6 +68,7 @@ TEXT = {
     "more_steps_never_weaken": "more attack iterations never weaken the attack",
     "more_eot_never_weaken": "more EOT samples never weaken the attack",
     "converged": "the last doubling of iterations and of EOT samples moves robust accuracy < 1 point",
+    "budget_converged": "robust accuracy at the table's budget is within 1 point of the sweep's largest budgets",
     "unbounded_succeeds": "an unbounded attack (Linf >= 0.5) leaves no image robust",
 }
 
@@ -75,6 +85,11 @@ def _side(rows: pd.DataFrame | None, curve: str, panels) -> pd.DataFrame | None:
             return None
         cols.append(t.iloc[:, 0])
     return pd.concat(cols, axis=1, keys=range(len(cols)))
+
+
+def _attacks(curve: str, panels) -> str:
+    """``curve`` with its panels' attacks and goals, e.g. ``A fgsm untargeted``."""
+    return " ".join([curve, *("/".join(dict.fromkeys(p[i] for p in panels)) for i in (0, 1))])
 
 
 def _row(check: str, defense: str, status: str, evidence: str, **numbers) -> dict:
@@ -106,19 +121,21 @@ def run(outputs: str | os.PathLike, preset: str, *, ceiling: float, norm: str = 
         pairs = paired.Pairs.from_distortions(a.loc[both].to_numpy(), b.loc[both].to_numpy(), ceiling=ceiling,
                                               norm_=norm)
         r = paired.compare(pairs, ">", 1.25, n_boot=n_boot, seed=seed, alpha=alpha)
-        results.append((len(out), r))
-        out.append(_row(check, defense, "pending", f"d({cy}) / d({cx}) on {len(py)} panel(s)", estimate=r["ratio"],
+        nx, ny = (cx, cy) if cx != cy else (_attacks(cx, px), _attacks(cy, py))  # name what differs
+        results.append((len(out), r, nx))
+        out.append(_row(check, defense, "pending", f"d({ny}) / d({nx}) on {len(py)} panel(s)", estimate=r["ratio"],
                         lo=r["lo"], hi=r["hi"], n=r["n"]))
-    adjusted = paired.holm([r["p"][paired.CONTRADICTED] for _, r in results])
-    for (i, r), p in zip(results, adjusted):
+    adjusted = paired.holm([r["p"][paired.CONTRADICTED] for _, r, _ in results])
+    for (i, r, nx), p in zip(results, adjusted):
         if r["n"] == 0:
             out[i].update(status="no evidence", evidence=out[i]["evidence"] + ": no image both classify correctly")
         else:
             out[i].update(status="fail" if p < alpha else "pass",
                           evidence=f"{out[i]['evidence']}: {r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}], "
-                                   f"n {r['n']}, Holm p (X needs more) {p:.3g}")
+                                   f"n {r['n']}, Holm p ({nx} needs more) {p:.3g}")
     out += _asr_reaches_one(rows_of("03_whitebox_transfer"))
     out += _convergence(rows_of("06b_adaptive", "convergence_rows"), alpha)
+    out += _budget(rows_of("06b_adaptive", "convergence_rows"), rows_of("06b_adaptive", "robust_rows"))
     out += _unbounded(rows_of("06b_adaptive", "robust_rows"))
     return pd.DataFrame(out)
 
@@ -181,6 +198,33 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
     return done
 
 
+def _budget(sweep: pd.DataFrame | None, table: pd.DataFrame | None) -> list[dict]:
+    if sweep is None or table is None or not {"steps", "eot"} <= set(table.columns) & set(sweep.columns):
+        return [_row("budget_converged", "all", "no evidence", "06b_adaptive has no convergence or robust rows "
+                     "with their budgets")]
+    out = []
+    for label, g in sweep.groupby("label", sort=False):
+        budgets = table[table.label == label][["steps", "eot"]].drop_duplicates()
+        at = g[(g.steps == budgets.steps.iloc[0]) & (g.eot == budgets.eot.iloc[0])] if len(budgets) == 1 else g[:0]
+        if at.empty:
+            out.append(_row("budget_converged", label, "no evidence", "the table's budget is not a point of the "
+                            "sweep (or the table used several)"))
+            continue
+        base, moves, worst = at.drop_duplicates("example").set_index("example").robust.astype(bool), [], 0.0
+        for name, s in g.groupby("sweep", sort=False):
+            top = s[s.value == s.value.max()].set_index("example").robust.astype(bool)
+            both = base.index.intersection(top.index)
+            drop = 100 * (base[both].mean() - top[both].mean())
+            worst = max(worst, abs(drop))
+            moves.append(f"{name} {int(s.value.max())}: {100 * base[both].mean():.1f} -> {100 * top[both].mean():.1f} % "
+                         f"({int((base[both] & ~top[both]).sum())} images robust only at the table's budget, "
+                         f"{int((top[both] & ~base[both]).sum())} only at the largest)")
+        out.append(_row("budget_converged", label, "pass" if worst < 1 else "fail",
+                        f"the table's {int(budgets.steps.iloc[0])} steps x {int(budgets.eot.iloc[0])} EOT against the "
+                        f"sweep's largest: " + "; ".join(moves), estimate=worst, n=len(base)))
+    return out
+
+
 def _unbounded(rows: pd.DataFrame | None) -> list[dict]:
     big = None if rows is None else rows[(rows.norm == "linf") & (rows.eps >= 0.5)]
     if big is None or big.empty:
@@ -190,4 +234,29 @@ def _unbounded(rows: pd.DataFrame | None) -> list[dict]:
         k = int(g.robust.sum())
         out.append(_row("unbounded_succeeds", label, "pass" if k == 0 else "fail",
                         f"{k} of {len(g)} images robust at Linf {g.eps.max():g}", estimate=k, n=len(g)))
+    return out
+
+
+def qualify(ledger: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFrame:
+    """``ledger`` with every claim whose ``converged`` defenses did not all pass the checklist's
+    ``converged`` and ``budget_converged`` checks (failed, or no evidence) made "not evaluable",
+    saying which and why."""
+    conv = checks[checks.check.isin(["converged", "budget_converged"])]
+    status = {d: "pass" if len(g) == 2 and (g.status == "pass").all() else
+              ", ".join(f"{c} {st}" for c, st in zip(g.check, g.status) if st != "pass") or "no evidence"
+              for d, g in conv.groupby("defense", sort=False)}
+    out = ledger.copy()
+    for c in plan.claims:
+        missing = [d for d in c.converged if status.get(d) != "pass"]
+        at = out.index[(out.claim == c.key) & (out.verdict != "not computed")]
+        if not missing or at.empty:
+            continue
+        why = ", ".join(f"{d} ({status.get(d, 'no evidence')})" for d in missing)
+        note = (f"not converged: the checklist's convergence checks do not pass for {why}; at the budget run the "
+                f"comparisons say {out.at[at[0], 'verdict']}")
+        old = out.at[at[0], "notes"]
+        out.loc[at, "notes"] = note + (f"; {old}" if isinstance(old, str) and old else "")
+        out.loc[at, "comparisons"] = f"attack not converged on {', '.join(missing)}; at the budget run: " + \
+            out.loc[at, "comparisons"].astype(str)
+        out.loc[at, "verdict"] = NOT_EVALUABLE
     return out

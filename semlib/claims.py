@@ -88,7 +88,9 @@ class Claim:
     vulnerable; ``x <= y``: x is no more vulnerable, up to the plan's bound), ``error`` (clean
     Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin) or
     ``robust`` (robust-accuracy errors at fixed budgets, panels ``[robust, "linf 8/255"]``;
-    ``x > y``: x is robust on fewer images; equivalent within the margin)."""
+    ``x > y``: x is robust on fewer images; equivalent within the margin). ``converged``: the
+    defenses whose attack must pass the checklist's ``converged`` check for the verdict to
+    stand (:func:`semlib.checklist.qualify`)."""
 
     key: str
     text: str
@@ -98,6 +100,7 @@ class Claim:
     panels: list[tuple[str, str]]
     score: str = "distortion"
     notes: str = ""
+    converged: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:

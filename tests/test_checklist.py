@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from semlib import checklist
+from semlib.claims import Claim, Plan
 
 CEIL = 0.5
 RATIO = {  # distortion multiplier of each curve against A's (a curve needing more is weaker)
@@ -86,7 +87,9 @@ def test_checks_find_what_was_built_in(outputs):
     assert by["unbounded_succeeds", "SEM"] == ["pass"] and by["unbounded_succeeds", "F"] == ["fail"]
     ratio = t[(t.check == "whitebox_vs_transfer")].estimate.tolist()
     assert ratio == pytest.approx([2.0, 0.5], rel=1e-6)
-    assert set(t.status) == {"pass", "fail"} and (t.evidence.str.len() > 10).all()
+    budget = t.check == "budget_converged"  # these synthetic rows carry no budgets: its own test below
+    assert set(t[~budget].status) == {"pass", "fail"} and (t.evidence.str.len() > 10).all()
+    assert t[budget].status.tolist() == ["no evidence"]
 
 
 def test_missing_outputs_are_no_evidence(tmp_path):
@@ -134,3 +137,54 @@ def test_images_missing_at_a_sweep_value_are_left_out_and_said(tmp_path):
     t = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"])
     row = t.loc["more_steps_never_weaken", "SEM"]
     assert row.n == N_CONV - 5 and "5 images missing at some value left out" in row.evidence
+
+
+def test_qualify_keeps_a_verdict_only_where_the_named_attacks_converged():
+    plan = Plan([Claim("needs", "t", "f", "06b_adaptive", [("F", ">", "SEM")], [("apgd", "untargeted")],
+                       converged=["SEM", "F"]),
+                 Claim("free", "t", "f", "03_whitebox_transfer", [("H", ">", "I")], [("bim", "untargeted")]),
+                 Claim("absent", "t", "f", "06b_adaptive", [("G", ">", "SEM")], [("apgd", "untargeted")],
+                       converged=["SEM", "G"])])
+    ledger = pd.DataFrame({"claim": ["needs", "free", "absent"], "verdict": ["supported", "supported", "not computed"],
+                           "comparisons": ["F > SEM: ... -> supported", "H > I: ...", ""], "notes": ["", "kept", ""]})
+    checks = pd.DataFrame({"check": ["converged"] * 3 + ["budget_converged"] * 3 + ["asr_reaches_one"],
+                           "defense": ["SEM", "F", "G"] * 2 + ["SEM"],
+                           "status": ["fail", "pass", "pass", "pass", "pass", "pass", "fail"]})
+    q = checklist.qualify(ledger, plan, checks).set_index("claim")
+    assert q.at["needs", "verdict"] == "not evaluable"
+    assert "SEM (converged fail)" in q.at["needs", "notes"] and "F (" not in q.at["needs", "notes"]
+    assert "say supported" in q.at["needs", "notes"]  # the budget's own verdict stays readable
+    assert q.at["needs", "comparisons"] == "attack not converged on SEM; at the budget run: F > SEM: ... -> supported"
+    assert (q.at["free", "verdict"], q.at["free", "notes"]) == ("supported", "kept")
+    assert q.at["absent", "verdict"] == "not computed"  # nothing to qualify
+    assert list(ledger.verdict) == ["supported", "supported", "not computed"]  # the input is not changed
+    passed = checks.assign(status="pass")
+    assert checklist.qualify(ledger, plan, passed).equals(ledger)  # converged everywhere: nothing changes
+    no_sweep = checks[checks.defense != "F"]  # F's convergence never measured: no evidence, not a pass
+    assert "F (no evidence)" in checklist.qualify(ledger, plan, no_sweep).set_index("claim").at["needs", "notes"]
+    table_short = passed.assign(status=np.where(passed.check == "budget_converged", "fail", "pass"))
+    q = checklist.qualify(ledger, plan, table_short).set_index("claim")  # the sweep converged, the table's budget not
+    assert q.at["needs", "verdict"] == "not evaluable" and "F (budget_converged fail)" in q.at["needs", "notes"]
+
+
+def test_the_tables_budget_is_judged_against_the_sweeps_largest(tmp_path):
+    """A table run at 20 x 4 where the sweep's largest budgets leave fewer images robust fails;
+    one equal to them passes; a table budget that is no point of the sweep is no evidence."""
+    def sweep(label, name, value, steps, eot, robust):
+        return pd.DataFrame({"example": np.arange(50), "label": label, "sweep": name, "value": value,
+                             "steps": steps, "eot": eot, "robust": np.arange(50) < robust})
+    rows = pd.concat([sweep("SEM", "steps", 20, 20, 4, 21), sweep("SEM", "steps", 200, 200, 4, 16),
+                      sweep("SEM", "eot", 4, 20, 4, 21), sweep("SEM", "eot", 32, 20, 32, 15),
+                      sweep("F", "steps", 20, 20, 4, 9), sweep("F", "steps", 200, 200, 4, 9),
+                      sweep("F", "eot", 4, 20, 4, 9), sweep("F", "eot", 32, 20, 32, 9),
+                      sweep("G", "steps", 10, 10, 4, 9), sweep("G", "steps", 200, 200, 4, 9)], ignore_index=True)
+    table = pd.DataFrame({"label": ["SEM", "F", "G"], "steps": 20, "eot": 4, "robust": False, "norm": "linf", "eps": 0.1})
+    (tmp_path / "06b_adaptive" / "p").mkdir(parents=True)
+    rows.to_csv(tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
+    table.to_csv(tmp_path / "06b_adaptive" / "p" / "tab_robust_rows.csv", index=False)
+    t = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"])
+    sem = t.loc[("budget_converged", "SEM")]
+    assert sem.status == "fail" and sem.estimate == pytest.approx(12.0)  # 42% -> 30% at 32 samples
+    assert "5 images robust only at the table's budget, 0 only at the largest" in sem.evidence
+    assert t.loc[("budget_converged", "F"), "status"] == "pass"
+    assert t.loc[("budget_converged", "G"), "status"] == "no evidence"  # 20 x 4 is no point of G's sweep

@@ -149,6 +149,12 @@ def test_07_claims_runs_on_smoke(data_dir):
     # no image correctly classified, which is "no evidence" of another kind)
     found = checks[checks.check.isin(["iterative_vs_single_step", "unbounded_succeeds"])]
     assert len(found) >= 4 and not found.evidence.str.contains("curves on|no robust-accuracy budget").any()
+    # the adaptive claims stand only on a converged attack (params/claims.yaml `converged`)
+    converged = checks[checks.check == "converged"].set_index("defense").status.reindex(["SEM", "F", "G"])
+    adaptive = ledger.set_index("claim").loc[["adaptive", "adaptive_robust", "adaptive_robust_4"]]
+    if not (converged == "pass").all():
+        assert (adaptive.verdict == "not evaluable").all(), adaptive
+        assert adaptive.comparisons.str.startswith("attack not converged on ").all(), adaptive.comparisons
     _figures_exist("07_claims", "ledger")
 
 
