@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import paper, plots, readme
 from .claims import Plan
-from .outputs import OutputDir, project_root
+from .outputs import OutputDir, as_stored, project_root
 from .specs import StudyConfig
 from .zoospec import load_spec
 
@@ -96,8 +96,9 @@ def save(out: OutputDir, params: dict[str, Any], only: str | None = None, close:
          **tables: pd.DataFrame) -> None:
     """Draw and save every figure of ``out``'s notebook (or the one named ``only``) whose
     tables are all in ``tables`` (by topic, as saved: ``asr=tab``); in a notebook the figures
-    stay open, so they show below the cell (``close``: close them)."""
-    for path, fig in _draw(out, params, only, **tables):
+    stay open, so they show below the cell (``close``: close them). Each table is drawn as it is
+    stored (:func:`semlib.outputs.as_stored`), as ``make figures`` reads it."""
+    for path, fig in _draw(out, params, only, **{t: as_stored(df) for t, df in tables.items()}):
         if close:
             plt.close(fig)
 

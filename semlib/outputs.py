@@ -63,6 +63,17 @@ def params_zoo_dir(params: dict[str, Any]) -> Path | None:
         return None
 
 
+def table_csv(df: pd.DataFrame) -> str:
+    """A table as the outputs store it: CSV, no index, floats to 6 significant digits."""
+    return df.to_csv(index=False, float_format="%.6g")
+
+
+def as_stored(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a reader of its saved CSV gets it back, so a figure drawn in the notebook and
+    one redrawn from the committed table (``make figures``) are the same bytes."""
+    return pd.read_csv(io.StringIO(table_csv(df)))
+
+
 class OutputDir:
     """The output folder of one notebook run on one preset.
 
@@ -96,7 +107,7 @@ class OutputDir:
 
     def save_table(self, df: pd.DataFrame, topic: str) -> Path:
         path = self.path / f"tab_{topic}.csv"
-        artifacts.atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+        artifacts.atomic_write_text(path, table_csv(df))
         self.files.append(path.name)
         return path
 
