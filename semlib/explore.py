@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .outputs import zoo_digest
+from .runner import Executor
 from .study import QUERY_ATTACKS, CurveSpec, Study, StudyConfig, asr_table
 
 CONTRAST = {"query": ("J", "K"), "gradient": ("F", "G")}
@@ -185,11 +186,11 @@ def run(study: Study, settings: Settings, progress: bool = True, grid: Grid | No
 
 
 def compute_grid(study: Study, grid: Grid, k_ranges: list, sigma_sets: list, attacks: list, goals: list,
-                 n_images: int | None = None) -> pd.DataFrame:
+                 n_images: int | None = None, executor: Executor | None = None) -> pd.DataFrame:
     """Notebook 08's part of the grid: the SEM at each K range (every sigma) and at each sigma
     subset (K 1..4), under each attack and goal, on the study's first ``n_images`` images. Those
-    ``grid`` lacks are computed here (custom SEMs run in this process) and added to it; returns
-    the rows of all of them (what 08 saves as ``tab_grid.csv``)."""
+    ``grid`` lacks are computed (as the ``executor``'s tasks: workers register the custom SEMs)
+    and added to it; returns the rows of all of them (what 08 saves as ``tab_grid.csv``)."""
     all_sigmas = tuple(float(s) for s in study.spec.sigmas)
     chosen = [Settings(tuple(k), all_sigmas) for k in k_ranges] + [Settings((1, 4), tuple(map(float, s)))
                                                                      for s in sigma_sets]
@@ -200,5 +201,5 @@ def compute_grid(study: Study, grid: Grid, k_ranges: list, sigma_sets: list, att
     ids = study.ids[: len(study.y) if n_images is None else n_images].numpy()
     missing = [s for s in specs if grid.lookup([s], ids) is None]
     if missing:
-        grid.add(study.curves(missing, n_images=len(ids)))
+        grid.add(study.curves(missing, n_images=len(ids), executor=executor))
     return grid.lookup(specs, ids)

@@ -240,8 +240,13 @@ class Study:
                            "cache_dir": str(self.cache_dir.resolve()), "device": self._device_request}, sort_keys=True)
 
     def shard_tasks(self, curve_specs: Iterable[CurveSpec], n_images: int | None = None) -> list[tuple]:
-        """Tasks ``(recipe, specs, start, stop)`` for :func:`compute_shard_task` (:func:`semlib.shards.tasks`)."""
-        return shards.tasks(self, [s for s in curve_specs if s.variant in VARIANTS], n_images)
+        """Tasks ``(recipe, specs, start, stop, custom)`` for :func:`compute_shard_task`
+        (:func:`semlib.shards.tasks`); ``custom``: the definitions of the custom SEM variants the
+        curves face, which a worker registers before it computes them."""
+        curve_specs = [s for s in curve_specs if s.variant in VARIANTS or s.variant in self.variants]
+        used = sorted({s.variant for s in curve_specs} - set(VARIANTS))
+        custom = [[self.variants[v].title, list(self.variants[v].members), list(self.variants[v].k)] for v in used]
+        return [(*t, custom) for t in shards.tasks(self, curve_specs, n_images)]
 
     def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
                executor: Executor | None = None) -> pd.DataFrame:
@@ -269,9 +274,12 @@ def from_recipe(recipe: str) -> Study:
                  data_dir=r["data_dir"], cache_dir=r["cache_dir"], device=r["device"])
 
 
-def compute_shard_task(recipe: str, curve_specs: list[dict], start: int, stop: int) -> list[str]:
+def compute_shard_task(recipe: str, curve_specs: list[dict], start: int, stop: int, custom: list = ()) -> list[str]:
     """Curves of one image shard as a task (any process, e.g. a pool or Ray worker): rebuilds the
-    study from ``recipe`` (once per process), computes what is not cached and stores it; returns the keys."""
+    study from ``recipe`` (once per process), registers the ``custom`` SEM variants
+    (``[name, members, k_range]``), computes what is not cached and stores it; returns the keys."""
     study, specs_ = from_recipe(recipe), [CurveSpec.from_key(s) for s in curve_specs]
+    for name, names, k_range in custom:
+        study.add_variant(name, names, tuple(k_range))
     study.store_shards(specs_, slice(start, stop))
     return [cache_key({**study.key_config(s), "shard": [start, stop]}) for s in specs_]

@@ -41,6 +41,21 @@ def test_local_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path
     assert pooled.shard_tasks(CURVES) == []  # all finished in the workers: nothing left to run
 
 
+def test_custom_sem_curves_run_on_the_pool_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
+    """A SEM registered with add_variant (notebook 08's grid) is rebuilt in the worker from the
+    definition its task carries: the same cached CSVs and rows as computing it here."""
+    cfg = StudyConfig.from_dict(SMALL)
+    studies = {d: Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / d) for d in ("serial", "local")}
+    names = {d: s.add_variant("two", s.collection()[:2], (1, 2)) for d, s in studies.items()}
+    curves = specs("A", ["pgd"], ["untargeted"], variant=names["serial"])
+    assert names["serial"] == names["local"] and len(studies["local"].shard_tasks(curves)) == 2
+    assert studies["local"].shard_tasks(curves)[0][-1] == [["two", sorted(studies["local"].collection()[:2]), [1, 2]]]
+    a = studies["serial"].curves(curves, progress=False)
+    b = studies["local"].curves(curves, progress=False, executor=LOCAL)
+    assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "local") and a.equals(b) and len(a) == 4
+    assert studies["local"].shard_tasks(curves) == []  # the workers stored every shard
+
+
 def test_killed_worker_is_replaced_and_finished_work_kept(smoke_zoo, data_dir, tmp_path):
     cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1})  # four shards: one task each
     Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ref").curves(CURVES, progress=False)
