@@ -89,8 +89,8 @@ class Claim:
     Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin) or
     ``robust`` (robust-accuracy errors at fixed budgets, panels ``[robust, "linf 8/255"]``;
     ``x > y``: x is robust on fewer images; equivalent within the margin). ``converged``: the
-    defenses whose attack must pass the checklist's ``converged`` check for the verdict to
-    stand (:func:`semlib.checklist.qualify`)."""
+    defenses whose attack must pass the checklist's ``converged`` and ``budget_converged``
+    checks for the verdict to stand (:func:`semlib.checklist.qualify`)."""
 
     key: str
     text: str

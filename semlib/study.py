@@ -243,10 +243,10 @@ class Study:
         """Tasks ``(recipe, specs, start, stop, custom)`` for :func:`compute_shard_task`
         (:func:`semlib.shards.tasks`); ``custom``: the definitions of the custom SEM variants the
         curves face, which a worker registers before it computes them."""
-        curve_specs = [s for s in curve_specs if s.variant in VARIANTS or s.variant in self.variants]
-        used = sorted({s.variant for s in curve_specs} - set(VARIANTS))
-        custom = [[self.variants[v].title, list(self.variants[v].members), list(self.variants[v].k)] for v in used]
-        return [(*t, custom) for t in shards.tasks(self, curve_specs, n_images)]
+        curve_specs = [s for s in curve_specs if s.variant in self.variants]  # built-in and registered
+        custom = [self.variants[v] for v in sorted({s.variant for s in curve_specs} - set(VARIANTS))]
+        defs = [[v.title, list(v.members), list(v.k)] for v in custom]
+        return [(*t, defs) for t in shards.tasks(self, curve_specs, n_images)]
 
     def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
                executor: Executor | None = None) -> pd.DataFrame:
