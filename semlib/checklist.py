@@ -10,15 +10,16 @@ Holm-adjusted over every paired check of the list, below ``alpha``. The other ch
 
 * ``asr_reaches_one``: every image the defense classifies correctly is broken, within the
   search, by some white-box attack (03);
-* ``more_steps_never_weaken`` / ``more_eot_never_weaken``: robust accuracy never rises with a
+* ``more_steps_never_weaken`` / ``more_eot_never_weaken`` / ``more_budget_never_weaken`` (both
+  raised together, 06b's joint sweep): robust accuracy never rises with a
   larger budget beyond sampling noise, paired on the same images (06b ``convergence_rows``): for
   each pair of consecutive sweep values and for the smallest against the largest (a rise spread
   over many steps), the images robust only at the larger one against those robust only at the
   smaller one, an exact one-sided sign test (McNemar), Holm-adjusted over every pair of the list,
   below ``alpha``; ``estimate`` is the largest net rise in points; "no evidence" without two
   values or without any robust image (nothing could rise);
-* ``converged``: the last doubling of iterations and of EOT samples changes robust accuracy by
-  less than one point;
+* ``converged``: the last doubling (or more) of iterations, of EOT samples and of the joint
+  sweep's EOT passes changes robust accuracy by less than one point;
 * ``budget_converged``: robust accuracy at the budget the robust-accuracy table used (its steps x
   EOT, a point of the sweep) is within one point of each sweep's largest budget (the same rule
   as ``converged``: the table's attack is as strong as the sweep could make it); "no evidence"
@@ -49,6 +50,7 @@ _T = [p for p in WB if p[1] == "targeted"]
 _QUERY = [("nes", "untargeted"), ("spsa", "untargeted"), ("nes", "targeted"), ("spsa", "targeted")]
 _WB_FOR_QUERY = [("bim", "untargeted"), ("bim", "untargeted"), ("bim", "targeted"), ("bim", "targeted")]
 
+SWEEP_CHECKS = {"steps": "more_steps_never_weaken", "eot": "more_eot_never_weaken", "joint": "more_budget_never_weaken"}
 # (check, defense, (source, curve, panels) of the attack expected to be at least as strong, the same of the other)
 PAIRED = [
     *[("whitebox_vs_transfer", "SEM", ("03_whitebox_transfer", "A", WB), ("03_whitebox_transfer", t, WB)) for t in "CD"],
@@ -67,7 +69,8 @@ TEXT = {
     "asr_reaches_one": "every correctly classified image is broken at a large enough eps",
     "more_steps_never_weaken": "more attack iterations never weaken the attack",
     "more_eot_never_weaken": "more EOT samples never weaken the attack",
-    "converged": "the last doubling of iterations and of EOT samples moves robust accuracy < 1 point",
+    "more_budget_never_weaken": "more iterations and EOT samples together never weaken the attack",
+    "converged": "the last doubling (or more) of iterations, EOT samples and both together moves robust accuracy < 1 point",
     "budget_converged": "robust accuracy at the table's budget is within 1 point of the sweep's largest budgets",
     "unbounded_succeeds": "an unbounded attack (Linf >= 0.5) leaves no image robust",
 }
@@ -161,10 +164,12 @@ def _asr_reaches_one(rows: pd.DataFrame | None) -> list[dict]:
 def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
     if rows is None:
         return [_row(c, "all", "no evidence", "06b_adaptive has no per-image convergence rows")
-                for c in ("more_steps_never_weaken", "more_eot_never_weaken", "converged")]
+                for c in ("more_steps_never_weaken", "more_eot_never_weaken", "more_budget_never_weaken", "converged")]
     out, tests, last = [], [], {}
+    if "joint" not in set(rows.sweep):
+        out.append((None, _row("more_budget_never_weaken", "all", "no evidence", "06b_adaptive ran no joint sweep")))
     for (label, sweep), g in rows.groupby(["label", "sweep"], sort=False):
-        check = "more_steps_never_weaken" if sweep == "steps" else "more_eot_never_weaken"
+        check = SWEEP_CHECKS[sweep]
         wide = g.pivot(index="example", columns="value", values="robust").sort_index(axis=1)  # one row per image
         robust = wide.dropna().astype(bool)  # the images of every sweep value
         values, pct = [int(v) for v in robust.columns], 100 * robust.mean().to_numpy()
@@ -179,7 +184,8 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
         out.append(((len(tests), counts), _row(check, label, "pending", where, n=len(robust))))
         tests += [stats.binomtest(r, r + f, 0.5, alternative="greater").pvalue if r + f else 1.0 for *_, r, f in counts]
         if values[-1] >= 2 * values[-2]:
-            last.setdefault(label, []).append((sweep, float(pct[-1] - pct[-2]), len(robust)))
+            last.setdefault(label, []).append((f"{sweep} {values[-2]} -> {values[-1]}", float(pct[-1] - pct[-2]),
+                                               len(robust)))
     adjusted = paired.holm(tests) if tests else []
     for test, row in out:
         if test is not None:
@@ -193,7 +199,7 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
     for label, moves in last.items():
         worst = max(abs(m) for _, m, _ in moves)
         done.append(_row("converged", label, "pass" if worst < 1 else "fail",
-                         "; ".join(f"last doubling of {s}: {m:+.1f} points (1 image = {100 / n:.1f})" for s, m, n in moves),
+                         "; ".join(f"{s}: {m:+.1f} points (1 image = {100 / n:.1f})" for s, m, n in moves),
                          estimate=worst, n=min(n for *_, n in moves)))
     return done
 
@@ -212,11 +218,13 @@ def _budget(sweep: pd.DataFrame | None, table: pd.DataFrame | None) -> list[dict
             continue
         base, moves, worst = at.drop_duplicates("example").set_index("example").robust.astype(bool), [], 0.0
         for name, s in g.groupby("sweep", sort=False):
-            top = s[s.value == s.value.max()].set_index("example").robust.astype(bool)
+            largest = s[s.value == s.value.max()]
+            top = largest.set_index("example").robust.astype(bool)
             both = base.index.intersection(top.index)
             drop = 100 * (base[both].mean() - top[both].mean())
             worst = max(worst, abs(drop))
-            moves.append(f"{name} {int(s.value.max())}: {100 * base[both].mean():.1f} -> {100 * top[both].mean():.1f} % "
+            point = f"{int(largest.steps.iloc[0])} x {int(largest.eot.iloc[0])}" if name == "joint" else int(s.value.max())
+            moves.append(f"{name} {point}: {100 * base[both].mean():.1f} -> {100 * top[both].mean():.1f} % "
                          f"({int((base[both] & ~top[both]).sum())} images robust only at the table's budget, "
                          f"{int((top[both] & ~base[both]).sum())} only at the largest)")
         out.append(_row("budget_converged", label, "pass" if worst < 1 else "fail",

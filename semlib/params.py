@@ -75,10 +75,16 @@ def _robust(v: Any) -> bool:
 
 
 def _convergence(v: Any) -> bool:
-    """CONVERGENCE (06b): images, eps, steps and eots (lists of distinct values), at_steps, at_eot, attacks, defenses."""
+    """CONVERGENCE (06b): images, eps, steps and eots (lists of distinct values), at_steps, at_eot, attacks, defenses;
+    optional joint ([[steps, eot], ...], distinct pairs) and shard_size."""
+    joint = v.get("joint", []) if isinstance(v, dict) else None
     return (isinstance(v, dict)
-            and set(v) - {"shard_size"} == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks", "defenses"}
+            and set(v) - {"shard_size", "joint"} == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks",
+                                                     "defenses"}
             and all(_count(v[k]) for k in ("images", "at_steps", "at_eot")) and _count(v.get("shard_size", 1))
+            and isinstance(joint, list) and all(isinstance(j, list) and len(j) == 2 and all(_count(x) for x in j)
+                                                for j in joint)
+            and len({j[0] * j[1] for j in joint}) == len(joint)
             and is_finite(v["eps"]) and v["eps"] >= 0
             and all(isinstance(v[k], list) and len(v[k]) > 0 and all(_count(x) for x in v[k])
                     and len(set(v[k])) == len(v[k]) for k in ("steps", "eots"))
@@ -157,7 +163,8 @@ RULES: dict[str, tuple] = {
                           "one per scenario)"),
     "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
-                                  f"defenses (some of {', '.join(DEFENSES)}); optional shard_size (an integer >= 1)"),
+                                  f"defenses (some of {', '.join(DEFENSES)}); optional shard_size (an integer >= 1) and "
+                                  f"joint ([[steps, eot], ...], pairs of integers >= 1 with distinct products)"),
 }
 
 # pairs of parameters that contradict each other: (check, message) on the merged parameters

@@ -163,12 +163,16 @@ def certified_curves(df: pd.DataFrame, title: str | None = None, xlabel: str = "
 
 
 def convergence(df: pd.DataFrame, title: str | None = None):
-    """Robust accuracy (percent, Clopper-Pearson band) against attack iterations and against EOT
-    samples, one line per model (:func:`semlib.robust.table` of the per-image rows of
+    """Robust accuracy (percent, Clopper-Pearson band) against attack iterations, against EOT
+    samples and, where the sweep has it, against both raised together (EOT passes per attack
+    run), one line per model (:func:`semlib.robust.table` of the per-image rows of
     :func:`semlib.robust.convergence` by label, sweep and value)."""
     _style()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, (sweep, label) in zip(axes, (("steps", "APGD iterations"), ("eot", "EOT samples per iteration"))):
+    panels = [("steps", "APGD iterations"), ("eot", "EOT samples per iteration"),
+              ("joint", "both raised: iterations x EOT samples")]
+    panels = [p for p in panels if p[0] != "joint" or (df.sweep == "joint").any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), sharey=True)
+    for ax, (sweep, label) in zip(axes, panels):
         for model, g in df[df.sweep == sweep].groupby("label", sort=False):
             g = g.sort_values("value")
             line, = ax.plot(g.value, g.robust, marker="o", label=model)

@@ -265,14 +265,21 @@ def budget(norm: str, eps: float) -> str:
 
 
 def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, steps: list[int], eots: list[int],
-                progress: bool = True, executor: Executor | None = None) -> pd.DataFrame:
-    """Per-image :func:`study_rows` against the attack's iterations (at ``cfg.eot``) and against
-    its EOT samples (at ``cfg.steps``), with ``sweep`` (``steps`` or ``eot``) and ``value``
-    (:func:`table` by ``["label", "sweep", "value"]`` gives robust accuracy per point);
-    deterministic models have no EOT sweep (one pass is exact); ``executor`` as in :func:`study_rows`."""
-    points = [(sweep, int(v), models if sweep == "steps" else {k: m for k, m in models.items() if not deterministic(m)})
+                progress: bool = True, executor: Executor | None = None,
+                joint: list[tuple[int, int]] = ()) -> pd.DataFrame:
+    """Per-image :func:`study_rows` against the attack's iterations (at ``cfg.eot``), against
+    its EOT samples (at ``cfg.steps``) and, for each ``(steps, eot)`` of ``joint``, with both
+    raised together (the strongest attacks: one axis at a time cannot show that their
+    combination gains nothing), with ``sweep`` (``steps``, ``eot`` or ``joint``) and ``value``
+    (the iterations, the samples, or for ``joint`` the EOT passes per attack run, steps x eot;
+    :func:`table` by ``["label", "sweep", "value"]`` gives robust accuracy per point);
+    deterministic models have no EOT or joint sweep (one pass is exact); ``executor`` as in
+    :func:`study_rows`."""
+    random = {k: m for k, m in models.items() if not deterministic(m)}
+    points = [(sweep, int(v), models if sweep == "steps" else random, replace(cfg, **{sweep: int(v)}))
               for sweep, values in (("steps", steps), ("eot", eots)) for v in values]
-    points = [(sweep, v, chosen, replace(cfg, **{sweep: v})) for sweep, v, chosen in points if chosen]
+    points += [("joint", int(s) * int(e), random, replace(cfg, steps=int(s), eot=int(e))) for s, e in joint]
+    points = [p for p in points if p[2]]
     precompute(study, [(chosen, c) for _, _, chosen, c in points], executor, progress)
     return pd.concat([study_rows(study, chosen, c, progress).assign(sweep=sweep, value=v)
                       for sweep, v, chosen, c in points], ignore_index=True)

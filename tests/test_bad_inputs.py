@@ -143,6 +143,8 @@ CASES = [
     ("ROBUST unknown defense", lambda t: params.check_values({"ROBUST": {"images": 4, "budgets": [["linf", 0.03]], "steps": 2, "eot": 1, "targets": 1, "defenses": ["Z"]}}), ValueError, "defenses (some of SEM"),
     ("ROBUST bad norm", lambda t: params.check_values({"ROBUST": {"images": 4, "budgets": [["l1", 0.03]], "steps": 2, "eot": 1, "targets": 1, "defenses": ["SEM"]}}), ValueError, "ROBUST = "),
     ("CONVERGENCE zero steps", lambda t: params.check_values({"CONVERGENCE": {"images": 4, "eps": 0.03, "steps": [0, 2], "eots": [1], "at_steps": 2, "at_eot": 1, "attacks": ["apgd-ce"], "defenses": ["SEM"]}}), ValueError, "CONVERGENCE = "),
+    ("CONVERGENCE joint pair of one", lambda t: params.check_values({"CONVERGENCE": {"images": 4, "eps": 0.03, "steps": [1, 2], "eots": [1], "at_steps": 2, "at_eot": 1, "attacks": ["apgd-ce"], "defenses": ["SEM"], "joint": [[20]]}}), ValueError, "joint"),
+    ("CONVERGENCE joint same passes", lambda t: params.check_values({"CONVERGENCE": {"images": 4, "eps": 0.03, "steps": [1, 2], "eots": [1], "at_steps": 2, "at_eot": 1, "attacks": ["apgd-ce"], "defenses": ["SEM"], "joint": [[20, 4], [40, 2]]}}), ValueError, "distinct products"),
     ("robust eps negative", lambda t: __import__("semlib.robust").robust.RobustConfig(eps=-0.1), ValueError, "eps must be a finite budget"),
     ("APGD success on BIM", lambda t: __import__("semlib.attacks").attacks.BIM(steps=1)(torch.nn.Flatten(), torch.rand(1, 3, 32, 32), torch.tensor([0]), 0.1, success=lambda x, i: x), ValueError, "does not judge its iterates"),
     ("CERT sigma NaN", lambda t: params.check_values({"CERT": {"sigma": float("nan"), "n0": 2, "n": 10, "alpha": 0.001}}), ValueError, "CERT = "),

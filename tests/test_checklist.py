@@ -30,11 +30,14 @@ N_CONV = 200
 # (label, sweep, value, images robust): SEM weakens with more EOT samples (10% -> 40%: 60 images
 # robust only at 2); F swaps one image between 10 and 20 steps (no evidence of weakening) but
 # leaves 12 more images robust at 2 EOT samples than at 1 (31% vs 25%: the 95% intervals of the
-# two overlap, the paired count does not); SEM's steps fall (more steps, fewer robust)
+# two overlap, the paired count does not); SEM's steps fall (more steps, fewer robust); both raised
+# together (joint, value = steps x EOT), SEM falls then stays and F stays
 SWEEPS = [("SEM", "steps", 10, range(0, 100)), ("SEM", "steps", 20, range(0, 80)), ("SEM", "steps", 40, range(0, 79)),
           ("SEM", "eot", 1, range(0, 20)), ("SEM", "eot", 2, range(0, 80)), ("SEM", "eot", 4, range(0, 90)),
+          ("SEM", "joint", 80, range(0, 80)), ("SEM", "joint", 1280, range(0, 70)), ("SEM", "joint", 12800, range(0, 70)),
           ("F", "steps", 10, range(0, 50)), ("F", "steps", 20, range(1, 51)),
-          ("F", "eot", 1, range(0, 50)), ("F", "eot", 2, range(0, 62))]
+          ("F", "eot", 1, range(0, 50)), ("F", "eot", 2, range(0, 62)),
+          ("F", "joint", 80, range(0, 50)), ("F", "joint", 12800, range(0, 50))]
 
 
 def _sweep(label, sweep, value, robust):
@@ -77,11 +80,14 @@ def test_checks_find_what_was_built_in(outputs):
     assert by["converged", "SEM"] == ["fail"]  # the last EOT doubling moved it 5 points
     assert by["more_steps_never_weaken", "F"] == ["pass"] and by["more_eot_never_weaken", "F"] == ["fail"]
     assert by["converged", "F"] == ["fail"]  # 25 -> 31% at the doubling of EOT samples
+    assert by["more_budget_never_weaken", "SEM"] == ["pass"] and by["more_budget_never_weaken", "F"] == ["pass"]
+    sem_conv = t[(t.check == "converged") & (t.defense == "SEM")].iloc[0]
+    assert "joint 1280 -> 12800: +0.0 points" in sem_conv.evidence and "eot 2 -> 4: +5.0 points" in sem_conv.evidence
     f_eot = t[(t.check == "more_eot_never_weaken") & (t.defense == "F")].iloc[0]
     assert f_eot.n == N_CONV and "12 images robust only at 2, 0 only at 1" in f_eot.evidence
-    # Holm over 8 pairs (consecutive ones, and first vs last of the 3-value sweeps): F's one-sided
+    # Holm over 12 pairs (consecutive ones, and first vs last of the 3-value sweeps): F's one-sided
     # sign-test p 0.5**12 is the third smallest; the estimate is the largest net rise in points
-    assert f_eot.estimate == pytest.approx(6.0) and f"Holm p (larger budget weaker) {6 * 0.5 ** 12:.3g}" in f_eot.evidence
+    assert f_eot.estimate == pytest.approx(6.0) and f"Holm p (larger budget weaker) {10 * 0.5 ** 12:.3g}" in f_eot.evidence
     f_steps = t[(t.check == "more_steps_never_weaken") & (t.defense == "F")].iloc[0]
     assert f_steps.estimate == 0 and f_steps.evidence.endswith("weaker) 1")  # 1 rise, 1 fall: p 0.75, x4 by Holm
     assert by["unbounded_succeeds", "SEM"] == ["pass"] and by["unbounded_succeeds", "F"] == ["fail"]
@@ -102,8 +108,8 @@ def _convergence_only(tmp_path, sweeps):
     pd.concat([_sweep(*c) for c in sweeps], ignore_index=True).to_csv(
         tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
     t = checklist.run(tmp_path, "p", ceiling=CEIL)
-    return t[t.check.isin(["more_steps_never_weaken", "more_eot_never_weaken", "converged"])].set_index(
-        ["check", "defense"])
+    return t[t.check.isin(["more_steps_never_weaken", "more_eot_never_weaken", "more_budget_never_weaken",
+                           "converged"])].set_index(["check", "defense"])
 
 
 def test_a_rise_spread_over_many_steps_fails(tmp_path):
@@ -127,6 +133,25 @@ def test_convergence_without_anything_to_compare_is_no_evidence(tmp_path):
     g = t.loc["converged", "G"]
     assert g.status == "pass" and g.estimate == 0 and g.n == N_CONV
     assert t.loc["more_eot_never_weaken", "G"].status == "pass"
+
+
+def test_both_raised_together_is_a_sweep_of_its_own(tmp_path):
+    """A joint sweep (steps and EOT raised together) that leaves more images robust at its larger
+    budget fails its own check; where both axes stand still, its last step alone decides
+    ``converged``; without a joint sweep the check is "no evidence", not a pass."""
+    axes = [("G", "steps", 20, range(0, 30)), ("G", "steps", 40, range(0, 30)),
+            ("G", "eot", 4, range(0, 30)), ("G", "eot", 8, range(0, 30))]
+    t = _convergence_only(tmp_path / "rise", axes + [("G", "joint", 80, range(0, 30)), ("G", "joint", 1280, range(0, 44))])
+    row = t.loc["more_budget_never_weaken", "G"]
+    assert row.status == "fail" and row.estimate == pytest.approx(7.0)
+    assert "80 -> 1280: 14 images robust only at 1280, 0 only at 80" in row.evidence
+    assert t.loc["converged", "G"].status == "fail" and t.loc["converged", "G"].estimate == pytest.approx(7.0)
+    t = _convergence_only(tmp_path / "fall", axes + [("G", "joint", 80, range(0, 30)), ("G", "joint", 1280, range(0, 26))])
+    assert t.loc["more_budget_never_weaken", "G"].status == "pass"
+    assert t.loc["converged", "G"].status == "fail" and t.loc["converged", "G"].estimate == pytest.approx(2.0)
+    t = _convergence_only(tmp_path / "none", axes)
+    assert t.loc["more_budget_never_weaken", "all"].status == "no evidence"
+    assert t.loc["converged", "G"].status == "pass"
 
 
 def test_images_missing_at_a_sweep_value_are_left_out_and_said(tmp_path):
@@ -188,3 +213,9 @@ def test_the_tables_budget_is_judged_against_the_sweeps_largest(tmp_path):
     assert "5 images robust only at the table's budget, 0 only at the largest" in sem.evidence
     assert t.loc[("budget_converged", "F"), "status"] == "pass"
     assert t.loc[("budget_converged", "G"), "status"] == "no evidence"  # 20 x 4 is no point of G's sweep
+    # both raised together count too: the joint sweep's largest point leaves fewer images robust still
+    joint = pd.concat([rows, sweep("SEM", "joint", 80, 20, 4, 21), sweep("SEM", "joint", 12800, 400, 32, 13)])
+    joint.to_csv(tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
+    sem = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"]).loc[("budget_converged", "SEM")]
+    assert sem.status == "fail" and sem.estimate == pytest.approx(16.0)  # 42% -> 26% at 400 x 32
+    assert "joint 400 x 32: 42.0 -> 26.0 %" in sem.evidence

@@ -144,12 +144,19 @@ def test_robust_rows_on_the_pool_are_byte_identical_to_serial(smoke_zoo, data_di
         study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / name)
         models = robust.defense_models(study, ["SEM", "F", "H"])
         rows = [robust.study_rows(study, models, c, progress=False, executor=ex) for c in rcfgs]
-        conv = robust.convergence(study, models, rcfgs[0], [1, 2], [1, 2], progress=False, executor=ex)
+        conv = robust.convergence(study, models, rcfgs[0], [1, 2], [1, 2], progress=False, executor=ex,
+                                  joint=[(1, 2), (2, 2)])
         out[name] = (rows, conv)
     assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "local")
     assert all(a.equals(b) for a, b in zip(out["serial"][0], out["local"][0])) and out["serial"][1].equals(out["local"][1])
-    # models x 2 shards: two budgets (3 models each), the sweep's new points steps 1 (3) and eot 2 (SEM, F; H is
-    # deterministic); steps 2 and eot 1 are the first budget's own rows, cached once
-    assert len(_csvs(tmp_path / "local")) == (3 + 3 + 3 + 2) * 2
+    # models x 2 shards: two budgets (3 models each), the sweep's new points steps 1 (3), eot 2 (SEM, F; H is
+    # deterministic) and joint 1 x 2 (SEM, F); steps 2, eot 1 are the first budget's own rows and joint 2 x 2 is
+    # eot 2's point, each cached once
+    assert len(_csvs(tmp_path / "local")) == (3 + 3 + 3 + 2 + 2) * 2
+    conv = out["local"][1]
+    joint = conv[conv.sweep == "joint"]
+    assert set(joint.label) == {"SEM", "F"} and (joint.value == joint.steps * joint.eot).all()
+    same = conv[(conv.sweep == "eot") & (conv.value == 2) & (conv.label != "H")].drop(columns=["sweep", "value"])
+    assert same.reset_index(drop=True).equals(joint[joint.value == 4].drop(columns=["sweep", "value"]).reset_index(drop=True))
     whole = pd.concat(out["local"][0])
     assert whole.robust.sum() < whole.clean_correct.sum()  # the large budget breaks what was correct: a real run

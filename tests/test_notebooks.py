@@ -127,7 +127,10 @@ def test_06b_adaptive_runs_on_smoke(data_dir):
                                          "convergence_rows")
     assert set(tab.label) == {"SEM", "F", "G", "H", "I", "RSE", "ADP"} and (tab.images == 4).all()
     assert (rows.robust <= rows.clean_correct).all() and (tab.robust <= tab.clean).all()
-    assert set(conv.sweep) == {"steps", "eot"} and set(conv[conv.sweep == "eot"].label) == {"SEM", "F", "G"}
+    assert set(conv.sweep) == {"steps", "eot", "joint"}
+    assert set(conv[conv.sweep == "eot"].label) == set(conv[conv.sweep == "joint"].label) == {"SEM", "F", "G"}
+    joint = conv_rows[conv_rows.sweep == "joint"]
+    assert sorted(set(joint.value)) == [1, 4] and (joint.value == joint.steps * joint.eot).all()  # [[1, 1], [2, 2]]
     # the table counts the per-image rows it was made of
     per_point = conv_rows.groupby(["label", "sweep", "value"]).robust.mean().mul(100)
     assert np.allclose(conv.set_index(["label", "sweep", "value"]).robust.loc[per_point.index], per_point)
