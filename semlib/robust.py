@@ -275,10 +275,10 @@ def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, st
     :func:`table` by ``["label", "sweep", "value"]`` gives robust accuracy per point);
     deterministic models have no EOT or joint sweep (one pass is exact); ``executor`` as in
     :func:`study_rows`."""
-    random = {k: m for k, m in models.items() if not deterministic(m)}
-    points = [(sweep, int(v), models if sweep == "steps" else random, replace(cfg, **{sweep: int(v)}))
+    noisy = {k: m for k, m in models.items() if not deterministic(m)}
+    points = [(sweep, int(v), models if sweep == "steps" else noisy, replace(cfg, **{sweep: int(v)}))
               for sweep, values in (("steps", steps), ("eot", eots)) for v in values]
-    points += [("joint", int(s) * int(e), random, replace(cfg, steps=int(s), eot=int(e))) for s, e in joint]
+    points += [("joint", int(s) * int(e), noisy, replace(cfg, steps=int(s), eot=int(e))) for s, e in joint]
     points = [p for p in points if p[2]]
     precompute(study, [(chosen, c) for _, _, chosen, c in points], executor, progress)
     return pd.concat([study_rows(study, chosen, c, progress).assign(sweep=sweep, value=v)
