@@ -51,10 +51,12 @@ def _timed(fn) -> float:
 
 
 class Calls:
-    """Rows and FLOPs of every call of the sub-models' networks (forward hooks)."""
+    """Rows and FLOPs of every call of the sub-models' networks (forward hooks), and whether
+    each call built a gradient (``grad``)."""
 
     def __init__(self):
         self.rows: list[int] = []
+        self.grad: list[bool] = []
         self.flops = 0.0
         self._per_image: dict[int, float] = {}
 
@@ -66,12 +68,13 @@ class Calls:
                     m.base.register_forward_hook(self._hook)
 
     def _hook(self, module, args, out) -> None:
-        n = len(args[0])
+        n, grad = len(args[0]), torch.is_grad_enabled()
         self.rows.append(n)
-        self.flops += n * self._per_image[id(module)] * (2 if torch.is_grad_enabled() else 1)
+        self.grad.append(grad)
+        self.flops += n * self._per_image[id(module)] * (2 if grad else 1)
 
     def reset(self) -> None:
-        self.rows, self.flops = [], 0.0
+        self.rows, self.grad, self.flops = [], [], 0.0
 
 
 def _flops_per_image(net: torch.nn.Module) -> float:

@@ -2,8 +2,10 @@
 laptop sizes were chosen from it): for each defense, one :func:`semlib.robust.study_rows` call
 on the laptop study's first images at one budget, reporting wall time, EOT gradient passes,
 Monte-Carlo votes (clean verdict plus every judged iterate) and how many images stayed robust,
-and where the time went: seconds inside the Monte-Carlo judge and inside EOT gradients, and the
-sub-model calls with and without gradient with their mean and median batch (rows per call).
+and where the time went: seconds inside the Monte-Carlo judge and inside EOT gradients, the
+sub-model calls with and without gradient with their mean and median batch (rows per call), and
+the GFLOP/s achieved (``bench_batches.Calls``: forward passes, one more forward's worth per
+gradient pass).
 Each run uses a fresh temporary cache, so nothing is reused; run it with nothing else busy:
 
     .venv/bin/python benchmarks/bench_robust_cost.py --images 30 --eps 0.0156862745098 \\
@@ -24,8 +26,8 @@ from pathlib import Path
 import torch
 
 import semlib.attacks.apgd
-import semlib.ensemble
 import semlib.judge
+from bench_batches import Calls
 from semlib import layout, robust
 from semlib.params import load_params
 from semlib.robust import RobustConfig
@@ -35,7 +37,7 @@ from semlib.study import Study
 def measure(images: int, eps: float, norm: str, steps: int, eot: int, targets: int, defenses: list[str],
             attacks: tuple[str, ...], preset: str) -> list[dict]:
     params = load_params("06b_adaptive", preset)
-    out = []
+    out, calls = [], Calls()
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SEMLIB_CACHE"] = cache  # the study's curve cache: nothing reused
         study = Study.from_params(params, n_images=images, shard_size=images)
@@ -43,7 +45,9 @@ def measure(images: int, eps: float, norm: str, steps: int, eot: int, targets: i
         cfg = RobustConfig(eps=eps, norm=norm, steps=steps, eot=eot, targets=targets, attacks=attacks,
                            judge=study.cfg.judge(), channels_last=study.cfg.channels_last)
         for name in defenses:
-            with watched() as spent:
+            calls.watch([models[name]])
+            calls.reset()
+            with timed() as spent:
                 start = time.perf_counter()
                 rows = robust.study_rows(study, {name: models[name]}, cfg, progress=False)
                 seconds = time.perf_counter() - start
@@ -53,34 +57,28 @@ def measure(images: int, eps: float, norm: str, steps: int, eot: int, targets: i
                         "clean_correct": int(rows.clean_correct.sum()), "robust": int(rows.robust.sum()),
                         "gradients": int(rows.gradients.sum()), "votes": int(rows.judge_draws.sum()),
                         "broken_by": {k: int(v) for k, v in rows.broken_by.value_counts().items() if k},
-                        **spent.summary()})
+                        **spent, **batches(calls, seconds)})
             print(json.dumps(out[-1]), flush=True)
     return out
 
 
-class Spent:
-    """Seconds inside the judge and inside EOT gradients; rows of every sub-model call."""
-
-    def __init__(self):
-        self.seconds = {"judge": 0.0, "gradients": 0.0}
-        self.rows = {True: [], False: []}  # by whether the call builds a gradient
-
-    def summary(self) -> dict:
-        out = {f"seconds_in_{k}": round(v, 1) for k, v in self.seconds.items()}
-        for grad, rows in self.rows.items():
-            r = torch.tensor(rows or [0], dtype=torch.float64)
-            out["gradient_calls" if grad else "vote_calls"] = {
-                "calls": len(rows), "rows": int(r.sum()), "mean_batch": round(float(r.mean()), 1),
-                "median_batch": float(r.median())}
-        return out
+def batches(calls: Calls, seconds: float) -> dict:
+    """The sub-model calls without and with gradient (count, rows, mean and median batch) and the
+    GFLOP/s of the run."""
+    out = {"gflop_per_s": round(calls.flops / 1e9 / seconds, 2)}
+    for grad, key in ((False, "vote_calls"), (True, "gradient_calls")):
+        rows = torch.tensor([r for r, g in zip(calls.rows, calls.grad) if g == grad] or [0], dtype=torch.float64)
+        out[key] = {"calls": sum(g == grad for g in calls.grad), "rows": int(rows.sum()),
+                    "mean_batch": round(float(rows.mean()), 1), "median_batch": float(rows.median())}
+    return out
 
 
 @contextlib.contextmanager
-def watched():
-    """Time the judge (the function the robust path and judge_rows call) and the EOT gradient
-    APGD calls, and count the rows of every sub-model call, for the duration."""
-    spent, depth = Spent(), {"judge": 0}
-    judge, gradient, call = semlib.judge.judge, semlib.attacks.apgd.eot_gradient, semlib.ensemble.call_networks
+def timed():
+    """Seconds inside the judge (the function the robust path and judge_rows call) and inside
+    the EOT gradients APGD takes, for the duration (filled in as the run goes)."""
+    spent, depth = {"seconds_in_judge": 0.0, "seconds_in_gradients": 0.0}, {"judge": 0}
+    judge, gradient = semlib.judge.judge, semlib.attacks.apgd.eot_gradient
 
     def timed_judge(*a, **k):
         depth["judge"] += 1
@@ -90,27 +88,24 @@ def watched():
         finally:
             depth["judge"] -= 1
             if not depth["judge"]:
-                spent.seconds["judge"] += time.perf_counter() - start
+                spent["seconds_in_judge"] += time.perf_counter() - start
 
     def timed_gradient(*a, **k):
         start = time.perf_counter()
         try:
             return gradient(*a, **k)
         finally:
-            spent.seconds["gradients"] += time.perf_counter() - start
-
-    def counted(calls):
-        spent.rows[torch.is_grad_enabled()].extend(len(x) for _, x in calls)
-        return call(calls)
+            spent["seconds_in_gradients"] += time.perf_counter() - start
     patches = [(semlib.judge, "judge", timed_judge), (robust, "judge", timed_judge),
-               (semlib.attacks.apgd, "eot_gradient", timed_gradient), (semlib.ensemble, "call_networks", counted)]
+               (semlib.attacks.apgd, "eot_gradient", timed_gradient)]
     for module, attr, fn in patches:
         setattr(module, attr, fn)
     try:
         yield spent
     finally:
-        for (module, attr, _), orig in zip(patches, (judge, judge, gradient, call)):
+        for (module, attr, _), orig in zip(patches, (judge, judge, gradient)):
             setattr(module, attr, orig)
+        spent.update({k: round(v, 1) for k, v in spent.items()})
 
 
 def main() -> None:
