@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batching, layout
-from .cache import cache_key, cached, finished, request_streams, shard_generator
+from .cache import cached, request_streams, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
 from .judge import judge
@@ -58,64 +58,31 @@ def clean_rows(study, models: dict, progress: bool = True) -> pd.DataFrame:
 
 
 def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, progress: bool,
-              streams: bool = False, channels_last: bool = False) -> pd.DataFrame:
+              streams: bool = False, channels_last: bool = False, shards: list[slice] | None = None) -> pd.DataFrame:
     """``compute(model, shard, generator)`` for every model and image shard, cached under
     ``key(label)`` plus the study's settings, with a column ``label``. The generator: per-request
     streams of the shard's images with ``streams`` (:func:`semlib.cache.request_streams`), else
     one per shard. On each shard the models run together (``StudyConfig.together``: their
     network calls batched, :mod:`semlib.batching`), each cached as soon as it is done;
-    ``channels_last``: the models run channels_last (strided 1x1 convolutions stay NCHW)."""
-    parts: dict[str, list[pd.DataFrame]] = {label: [] for label in models}
-    with layout.channels_last_all(list(models.values()), channels_last):
-        for sl in tqdm(study.shards(), desc=desc, disable=not progress):
-            calls = shard_calls(study, models, key, compute, sl, streams)
-            for (label, _, _), rows in zip(calls, batching.run([c for *_, c in calls], study.cfg.together)):
+    ``channels_last``: the models run channels_last (strided 1x1 convolutions stay NCHW);
+    ``shards``: only these image shards (default: all the study's)."""
+    jobs = []
+    for label, model in models.items():
+        draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
+        config = {**draws, "models": study.checkpoints(model)} | ({"draws": "per-request"} if streams else {})
+        jobs.append((label, model, draws, config))
+    gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
+    parts: dict[str, list[pd.DataFrame]] = {label: [] for label, *_ in jobs}
+    with layout.channels_last_all([m for _, m, _, _ in jobs], channels_last):
+        for sl in tqdm(study.shards() if shards is None else shards, desc=desc, disable=not progress):
+            tasks = [functools.partial(cached, {**config, "shard": [sl.start, sl.stop]},
+                                       functools.partial(compute, m, sl, gen(draws, sl)), study.cache_dir,
+                                       study.computed_on) for _, m, draws, config in jobs]
+            done = batching.run(tasks, study.cfg.together)
+            for (label, *_), rows in zip(jobs, done):
                 parts[label].append(rows)
     return pd.concat([pd.concat(p, ignore_index=True).assign(label=label) for label, p in parts.items()],
                      ignore_index=True)
-
-
-def shard_calls(study, models: dict[str, nn.Module], key, compute, sl: slice, streams: bool = False
-                ) -> list[tuple[str, dict, functools.partial]]:
-    """``(label, config, call)`` per model of :func:`per_model` on image shard ``sl``: the call
-    returns the model's rows, from the cache or computed and cached under ``config``
-    (:func:`shard_config`). Calls of several :func:`per_model` computations may run together
-    (:func:`semlib.batching.run`)."""
-    calls = []
-    for label, model in models.items():
-        draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
-        gen = request_streams(draws, study.ids[sl]) if streams else shard_generator(draws, sl, study.device)
-        config = shard_config(study, key(label), model, sl, streams)
-        calls.append((label, config, functools.partial(cached, config, functools.partial(compute, model, sl, gen),
-                                                       study.cache_dir, study.computed_on)))
-    return calls
-
-
-def shard_config(study, key: dict, model: nn.Module, sl: slice, streams: bool = False) -> dict:
-    """The cache key of one model's rows of :func:`per_model` on image shard ``sl``: ``key``, the
-    study's settings, the model's checkpoints and the shard."""
-    return {**key, "study": study.cfg.curve_fields(), "models": study.checkpoints(model),
-            **({"draws": "per-request"} if streams else {}), "shard": [sl.start, sl.stop]}
-
-
-def pending(study, models: dict[str, nn.Module], key, sl: slice, streams: bool = False) -> dict[str, nn.Module]:
-    """The ``models`` whose :func:`per_model` rows on image shard ``sl`` the cache lacks."""
-    return {n: m for n, m in models.items()
-            if not finished(shard_config(study, key(n), m, sl, streams), study.cache_dir)}
-
-
-def run_shard(study, computations: list[tuple], sl: slice, streams: bool = False) -> None:
-    """What the cache lacks of several :func:`per_model` computations ``(models, key, compute,
-    channels_last)`` on image shard ``sl``, run together (``StudyConfig.together``) and cached
-    as each is done, in the order given; a result two computations share is computed once."""
-    groups: dict[bool, dict[str, tuple]] = {False: {}, True: {}}  # channels_last -> cache key -> (call, models)
-    for models, key, compute, channels_last in computations:
-        missing = pending(study, models, key, sl, streams)
-        for _, config, call in shard_calls(study, missing, key, compute, sl, streams):
-            groups[bool(channels_last)].setdefault(cache_key(config), (call, list(missing.values())))
-    for channels_last, group in groups.items():
-        with layout.channels_last_all([m for _, ms in group.values() for m in ms], channels_last):
-            batching.run([call for call, _ in group.values()], study.cfg.together)
 
 
 def certifiable(study, sigma: float) -> dict[str, nn.Module]:

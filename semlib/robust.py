@@ -35,18 +35,16 @@ attack that does not apply to a model (the SEM-only ones) is skipped for it.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import runner
 from .attacks import APGD
 from .cache import request_streams
-from .certification import pending, per_model, run_shard
+from .certification import per_model
 from .attacks.apgd import soft_votes
 from .ensemble import Ensemble, StochasticEnsemble
 from .judge import JudgeConfig, judge, judge_rows
@@ -213,64 +211,51 @@ def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, tor
 
 
 def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True,
-               executor: Executor | None = None) -> pd.DataFrame:
+               executor: Executor | None = None, shards: list[slice] | None = None) -> pd.DataFrame:
     """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
     images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``.
-    The missing shards are computed first by :func:`precompute` (on the ``executor``)."""
-    precompute(study, [(models, cfg)], executor, progress)
-    _, key, compute, channels_last = _computation(study, models, cfg)
-    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, True, channels_last)
+    ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
+    if executor is not None:
+        precompute(study, [(models, cfg)], executor, progress)
+    labels = {id(m): label for label, m in models.items()}
+
+    def compute(model, sl: slice, gen: torch.Generator) -> pd.DataFrame:
+        x, y, _ = study.images(sl)
+        clean = request_streams({"robust clean": labels[id(model)], "judge": asdict(cfg.judge),
+                                 "study": study.cfg.curve_fields()}, study.ids[sl])  # the same for every budget
+        return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy(), clean_generator=clean)
+
+    key = lambda label: {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)},  # noqa: E731
+                         "success": "confirmed by a second judgement; clean votes of their own"}
+    rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True,
+                     channels_last=cfg.channels_last, shards=shards)
     # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget
     return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot, scenario=rows.label, variant="sem",
                        attack="robust", goal=budget(cfg.norm, cfg.eps))
 
 
-def _key(label: str, cfg: RobustConfig) -> dict:
-    return {"robust": label, "config": {**asdict(cfg), "attacks": list(cfg.attacks)},
-            "success": "confirmed by a second judgement; clean votes of their own"}
-
-
-def _computation(study, models: dict[str, torch.nn.Module], cfg: RobustConfig) -> tuple:
-    """:func:`evaluate` of ``models`` as a :func:`semlib.certification.run_shard` computation."""
-    labels = {id(m): label for label, m in models.items()}
-
-    def compute(model, sl: slice, gen) -> pd.DataFrame:
-        x, y, _ = study.images(sl)
-        clean = request_streams({"robust clean": labels[id(model)], "judge": asdict(cfg.judge),
-                                 "study": study.cfg.curve_fields()}, study.ids[sl])  # the same for every budget
-        return evaluate(model, model, x, y, cfg, gen, ids=study.ids[sl].numpy(), clean_generator=clean)
-    return models, functools.partial(_key, cfg=cfg), compute, cfg.channels_last
-
-
 def precompute(study, jobs: list[tuple[dict[str, torch.nn.Module], RobustConfig]], executor: Executor | None,
                progress: bool = True) -> None:
-    """Fill the cache of :func:`study_rows` for every ``(models, cfg)`` of ``jobs``, image shard
-    by image shard: on a shard every missing (model, cfg) runs together (their network calls
-    batched, so a sub-model sees the rows of every budget and defense at once; results equal
-    those computed alone up to floating-point order). With a local pool or Ray ``executor``
-    each shard is one task (all at once); tasks rebuild the defenses by name
-    (:func:`defense_models`), so only the study's own defenses under their names go there,
-    the others being left to :func:`study_rows`. Serial (or ``None``): here."""
-    jobs = sorted(jobs, key=lambda job: -job[1].steps * job[1].eot)  # the longest first: thread order is fixed
-    todo = [(sl, [(m, c) for m, c in jobs if pending(study, m, functools.partial(_key, cfg=c), sl, streams=True)])
-            for sl in study.shards()]
-    todo = [(sl, jobs_) for sl, jobs_ in todo if jobs_]
+    """Fill the cache of :func:`study_rows` for every ``(models, cfg)`` of ``jobs`` and image shard
+    as the ``executor``'s tasks (a local pool or Ray; all jobs at once, so no worker waits for a
+    budget's slowest shard). Tasks rebuild the defenses by name (:func:`defense_models`), so only
+    the models that are the study's own defenses under their names go to the executor; others are
+    left to :func:`study_rows` itself. Results do not depend on the executor (every request draws
+    from its own stream)."""
     if executor is None or executor.serial:
-        for sl, jobs_ in tqdm(todo, desc="robust accuracy shards", disable=not progress or not todo):
-            run_shard(study, [_computation(study, m, c) for m, c in jobs_], sl, streams=True)
         return
     own = lambda models: [n for n, m in models.items() if n in DEFENSES and m is defense_models(study, [n])[n]]  # noqa: E731
-    tasks = [(study.recipe(), [(own(m), asdict(c)) for m, c in jobs_ if own(m)], sl.start, sl.stop)
-             for sl, jobs_ in todo]
+    longest_first = sorted(jobs, key=lambda job: -job[1].steps * job[1].eot)  # so no worker is left with the 200-step one
+    tasks = [(study.recipe(), own(models), asdict(cfg), sl.start, sl.stop) for models, cfg in longest_first
+             for sl in study.shards()]
     runner.run(shard_task, [t for t in tasks if t[1]], executor, desc="robust accuracy shards", progress=progress)
 
 
-def shard_task(recipe: str, jobs: list[tuple[list[str], dict]], start: int, stop: int) -> None:
-    """One image shard of :func:`precompute` as a task of any process: ``jobs`` are ``(defense
-    names, RobustConfig fields)``; computes together what the cache lacks."""
+def shard_task(recipe: str, names: list[str], config: dict, start: int, stop: int) -> None:
+    """One image shard of :func:`study_rows` as a task of any process: computes what the cache lacks."""
     study = from_recipe(recipe)
-    run_shard(study, [_computation(study, defense_models(study, names), RobustConfig(**config))
-                      for names, config in jobs], slice(start, stop), streams=True)
+    study_rows(study, defense_models(study, names), RobustConfig(**config), progress=False,
+               shards=[slice(start, stop)])
 
 
 def budget(norm: str, eps: float) -> str:

@@ -168,45 +168,6 @@ def test_robust_rows_of_several_defenses_are_the_same_together_and_alone(tmp_pat
     assert len(list((tmp_path / "True").glob("*.csv"))) == 6  # each model and shard cached
 
 
-def test_the_budgets_of_a_shard_run_together_in_fewer_bigger_calls_with_the_same_rows(tmp_path):
-    """certification.run_shard (06b's shard tasks): two budgets' robust rows of the SEM and F on a
-    shard, computed together, equal those of each budget alone, in fewer network calls; a budget
-    asked twice is computed once."""
-    from semlib.certification import per_model, run_shard
-    from semlib.robust import RobustConfig, evaluate
-
-    sem, (x, y, ids) = _sem(), _images(10)
-    models = {"SEM": sem, "F": Ensemble([sem.members[0], sem.members[2], sem.members[4]])}
-    calls, computed = [0], []
-    for member in sem.members:  # the networks the scheduler batches
-        member.base.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-
-    def computation(study, eps):
-        cfg = RobustConfig(eps=eps, steps=3, eot=2, targets=2, votes=2, judge=JudgeConfig(n=20, alpha=0.3))
-
-        def compute(m, sl, gen):
-            computed.append((eps, sl.start))
-            return evaluate(m, m, study.x[sl], study.y[sl], cfg, gen, ids=study.ids[sl].numpy())
-        return models, lambda label: {"robust": label, "eps": eps}, compute, False
-
-    rows, spent = {}, {}
-    for together in (False, True):
-        study = _Study(x, y, ids, tmp_path / str(together), together)
-        jobs = [computation(study, eps) for eps in (0.05, 0.15)]
-        calls[0] = 0
-        if together:  # the second budget twice: one result
-            for sl in study.shards():
-                run_shard(study, [jobs[0], jobs[1], computation(study, 0.15)], sl, streams=True)
-        rows[together] = [per_model(study, models, key, compute, "robust", False, streams=True)
-                          for _, key, compute, _ in jobs]  # together: read back from the cache
-        spent[together] = calls[0]
-    assert all(a.equals(b) for a, b in zip(rows[True], rows[False]))
-    assert 0 < rows[True][1].robust.sum() < rows[True][0].robust.sum() <= rows[True][0].clean_correct.sum()
-    assert spent[True] < spent[False]  # each shard's budgets shared their calls
-    assert len(computed) == 2 * 2 * 2 * 2 and len(set(computed)) == 4  # (budget, shard) x 2 models, each once per run
-    assert len(list((tmp_path / "True").glob("*.csv"))) == 2 * 2 * 2
-
-
 def test_a_model_with_per_call_state_runs_in_several_curves_at_once():
     """RSE keeps its call's generator for its noise layers: one per thread, so curves that
     share the RSE (its BIM, MIM and PGD panels) run together."""
