@@ -201,6 +201,8 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
         done.append(_row("converged", label, "pass" if worst < 1 else "fail",
                          "; ".join(f"{s}: {m:+.1f} points (1 image = {100 / n:.1f})" for s, m, n in moves),
                          estimate=worst, n=min(n for *_, n in moves)))
+    done += [_row("converged", label, "no evidence", "no sweep of this defense has a last doubling with a robust image "
+                  "to compare") for label in rows.label.unique() if label not in last]
     return done
 
 

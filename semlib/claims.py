@@ -35,8 +35,8 @@ from .paired import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_EVALUABLE, SUPPO
 from .settings import is_finite
 from .yamlsafe import load_yaml
 
-SCORES = ("distortion", "error", "robust")
-SOURCE_TABLE = {"distortion": "distortions", "error": "distortions", "robust": "robust_rows"}
+SCORES = ("distortion", "error", "robust", "strongest")
+SOURCE_TABLE = {"distortion": "distortions", "error": "distortions", "robust": "robust_rows", "strongest": "convergence_rows"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,9 @@ class Claim:
     vulnerable; ``x <= y``: x is no more vulnerable, up to the plan's bound), ``error`` (clean
     Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin) or
     ``robust`` (robust-accuracy errors at fixed budgets, panels ``[robust, "linf 8/255"]``;
-    ``x > y``: x is robust on fewer images; equivalent within the margin). ``converged``: the
+    ``x > y``: x is robust on fewer images; equivalent within the margin) or ``strongest`` (the
+    same on 06b's convergence rows at each defense's strongest attack, :func:`strongest`; panel
+    ``[strongest, sweep budget]``). ``converged``: the
     defenses whose attack must pass the checklist's ``converged`` and ``budget_converged``
     checks for the verdict to stand (:func:`semlib.checklist.qualify`)."""
 
@@ -145,6 +147,14 @@ class Plan:
         if len({c.key for c in claims}) != len(claims):
             raise ValueError(f"{path}: claim keys must be unique")
         return plan
+
+
+def strongest(rows: pd.DataFrame) -> pd.DataFrame:
+    """06b's convergence rows at each defense's strongest attack, as panel ``(strongest, sweep budget)``: its
+    joint sweep's largest point (EOT passes per run), or without one (deterministic) its most iterations."""
+    keep = [g[g.sweep == ("joint" if (g.sweep == "joint").any() else "steps")] for _, g in rows.groupby("label", sort=False)]
+    return pd.concat([g[g.value == g.value.max()] for g in keep], ignore_index=True).assign(attack="strongest",
+                                                                                         goal="sweep budget")
 
 
 def panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], value: str) -> tuple[pd.DataFrame, list[str]]:
@@ -210,7 +220,7 @@ def combine(verdicts: list[str]) -> str:
 
 def _describe(r: dict, score: str) -> str:
     what = f"{r['y']}/{r['x']} distortion ratio {r['estimate']:.2f}" if score == "distortion" else \
-        f"{'robust ' if score == 'robust' else ''}error {r['x']} - {r['y']} {r['estimate']:+.3f}"
+        f"{'' if score == 'error' else 'robust '}error {r['x']} - {r['y']} {r['estimate']:+.3f}"
     lo, hi = (f"{r['lo']:.2f}", f"{r['hi']:.2f}") if score == "distortion" else (f"{r['lo']:+.3f}", f"{r['hi']:+.3f}")
     return f"{r['x']} {r['relation']} {r['y']}: {what} [{lo}, {hi}], n {r['n']} -> {r['verdict']}"
 
@@ -231,10 +241,11 @@ def ledger(outputs: str | os.PathLike, preset: str, plan: Plan, *, ceiling: floa
             path = outputs / c.source / preset / f"tab_{table[1]}.csv"
             rows_by_source[table] = read_rows(path) if path.is_file() else None
         rows = rows_by_source[table]
+        rows = strongest(rows) if c.score == "strongest" and rows is not None else rows
         for x, rel, y in c.comparisons if rows is not None else []:
             if c.score != "distortion":
                 r = accuracy_comparison(rows, x, y, c.panels, margin=plan.accuracy_margin, relation=rel,
-                                        value="robust" if c.score == "robust" else "clean_correct", n_boot=n_boot,
+                                        value="clean_correct" if c.score == "error" else "robust", n_boot=n_boot,
                                         seed=seed)
             else:
                 pairs, x_name, y_name = distortion_pairs(rows, x, y, c.panels, ceiling=ceiling, norm=norm)

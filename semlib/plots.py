@@ -194,9 +194,10 @@ VERDICT_COLORS = {"supported": "#2a9d8f", "contradicted": "#e76f51", "equivalent
 def ledger(details: pd.DataFrame, bound: float = 1.25, title: str = "claims ledger (95% bootstrap CI)"):
     """Forest plot of the ledger's comparisons, coloured by verdict (``details``: one row per
     comparison with claim, score, x, relation, y, estimate, lo, hi, verdict): distortion
-    ratios on a log axis with the equivalence bounds, accuracy differences beside them."""
+    ratios on a log axis with the equivalence bounds, clean and robust error differences beside them."""
     _style()
-    parts = [(k, details[details.score == k].reset_index(drop=True)) for k in ("distortion", "error")]
+    parts = [(k, details[(details.score == "distortion") == (k == "distortion")].reset_index(drop=True))
+             for k in ("distortion", "error")]  # errors: clean, robust at a budget, robust at the strongest attack
     parts = [(k, d) for k, d in parts if len(d)]
     fig, axes = plt.subplots(len(parts), 1, figsize=(7.5, 0.42 * len(details) + 1.2 * len(parts)), squeeze=False,
                              gridspec_kw={"height_ratios": [max(len(d), 1) for _, d in parts]})
@@ -212,7 +213,7 @@ def ledger(details: pd.DataFrame, bound: float = 1.25, title: str = "claims ledg
             ax.set_xlabel("distortion ratio d(y) / d(x)  (> 1: x is the more vulnerable)")
         else:
             ax.axvline(0, color="k", lw=0.8)
-            ax.set_xlabel("clean MC error(x) - error(y)")
+            ax.set_xlabel("MC error(x) - error(y): clean, or robust (1 - robust accuracy)")
         ax.set_yticks(range(len(d)), [f"{r.claim}: {r.x} {r.relation} {r.y}" for r in d.itertuples()], fontsize=8)
         ax.invert_yaxis()
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()]

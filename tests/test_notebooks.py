@@ -140,7 +140,7 @@ def test_06b_adaptive_runs_on_smoke(data_dir):
 def test_07_claims_runs_on_smoke(data_dir):
     run_notebook(ROOT / "notebooks" / "07_claims.ipynb", "smoke")
     (ledger,) = _tables("07_claims", "ledger")
-    assert len(ledger) == 12 and ledger.claim.iloc[-1] == "noise_space"
+    assert len(ledger) == 13 and ledger.claim.iloc[-1] == "noise_space"
     # every source notebook ran; 4 smoke images cannot decide a robustness claim
     assert set(ledger.verdict) <= {"supported", "contradicted", "equivalent", "inconclusive", "not evaluable"}
     assert ledger.set_index("claim").drop(["clean_accuracy", "noise_space"]).verdict.isin(

@@ -186,3 +186,25 @@ def test_the_family_holds_one_direction_test_and_the_equivalence_test():
 def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
     assert holm([0.5, 0.5]) == [1.0, 1.0] and holm([]) == []
+
+
+def test_error_equivalence_needs_enough_images_and_holds_its_level_at_the_margin():
+    """Paired errors (robust or clean, in [0, 1] per image): identical outcomes on 4 images are
+    no evidence of equivalence (exact bound 0.95^4 = 0.81; the bootstrap alone sees p = 0), on
+    400 they are; a true gap of exactly the margin, in binary outcomes on 40 images, is called
+    equivalent (or non-inferior) in at most ~5% of simulated samples (truth known)."""
+    same4 = paired.error_difference(np.zeros(4), np.zeros(4), ">", 0.05, n_boot=400)
+    assert same4["p"][EQUIVALENT] == 1 and same4["estimate"] == 0  # twice the exact 0.95^4 = 0.81
+    assert paired.error_difference(np.ones(4), np.ones(4), "<=", 0.05, n_boot=400)["p"][SUPPORTED] > 0.8
+    assert paired.error_difference(np.zeros(400), np.zeros(400), ">", 0.05, n_boot=400)["p"][EQUIVALENT] < 0.01
+    rng = np.random.default_rng(3)
+    hits = {">": 0, "<=": 0}
+    runs = 400
+    for _ in range(runs):
+        d = rng.random(40) < 0.05  # x errs on ~5% more images than y: a difference of exactly the margin
+        err_y = (rng.random(40) < 0.3) & ~d
+        err_x = err_y | d
+        for rel, claim in ((">", EQUIVALENT), ("<=", SUPPORTED)):
+            hits[rel] += paired.error_difference(err_x, err_y, rel, 0.05, n_boot=200, seed=int(rng.integers(1 << 30))
+                                                 )["p"][claim] < 0.05
+    assert max(hits.values()) <= 0.05 * runs + 3 * math.sqrt(0.05 * 0.95 * runs), hits
