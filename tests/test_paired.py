@@ -191,10 +191,11 @@ def test_holm_by_hand():
 def test_error_equivalence_needs_enough_images_and_holds_its_level_at_the_margin():
     """Paired errors (robust or clean, in [0, 1] per image): identical outcomes on 4 images are
     no evidence of equivalence (exact bound 0.95^4 = 0.81; the bootstrap alone sees p = 0), on
-    400 they are; a true gap of exactly the margin, in binary outcomes on 40 images, is called
-    equivalent (or non-inferior) in at most ~5% of simulated samples (truth known)."""
+    400 they are; a true gap of exactly the margin, in binary outcomes on 40 images (about 2
+    differ), is called equivalent (or non-inferior) in at most ~5% of simulated samples (truth
+    known; the bootstrap alone: 57 of 400); a clear gain on 100 images keeps its power."""
     same4 = paired.error_difference(np.zeros(4), np.zeros(4), ">", 0.05, n_boot=400)
-    assert same4["p"][EQUIVALENT] == 1 and same4["estimate"] == 0  # twice the exact 0.95^4 = 0.81
+    assert same4["p"][EQUIVALENT] == pytest.approx(0.95 ** 4) and same4["estimate"] == 0
     assert paired.error_difference(np.ones(4), np.ones(4), "<=", 0.05, n_boot=400)["p"][SUPPORTED] > 0.8
     assert paired.error_difference(np.zeros(400), np.zeros(400), ">", 0.05, n_boot=400)["p"][EQUIVALENT] < 0.01
     rng = np.random.default_rng(3)
@@ -208,3 +209,6 @@ def test_error_equivalence_needs_enough_images_and_holds_its_level_at_the_margin
             hits[rel] += paired.error_difference(err_x, err_y, rel, 0.05, n_boot=200, seed=int(rng.integers(1 << 30))
                                                  )["p"][claim] < 0.05
     assert max(hits.values()) <= 0.05 * runs + 3 * math.sqrt(0.05 * 0.95 * runs), hits
+    err_y = rng.random(100) < 0.3  # y errs on ~30%, x on ~12% of the same images: non-inferior by far
+    err_x = err_y & (rng.random(100) < 0.4)
+    assert paired.error_difference(err_x, err_y, "<=", 0.05, n_boot=400)["p"][SUPPORTED] < 0.01
