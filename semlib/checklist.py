@@ -270,3 +270,11 @@ def qualify(ledger: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFr
             out.loc[at, "comparisons"].astype(str)
         out.loc[at, "verdict"] = NOT_EVALUABLE
     return out
+
+
+def qualify_comparisons(details: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
+    """``details`` (one row per comparison) with the verdict of every comparison of a claim that
+    :func:`qualify` made "not evaluable" made so too; ``budget_verdict`` keeps what the budget run said."""
+    gated = ledger.claim[(ledger.verdict == NOT_EVALUABLE) & ledger.comparisons.astype(str).str.startswith("attack not")]
+    return details.assign(budget_verdict=details.verdict,
+                          verdict=details.verdict.mask(details.claim.isin(gated), NOT_EVALUABLE))
