@@ -247,21 +247,26 @@ def _unbounded(rows: pd.DataFrame | None) -> list[dict]:
     return out
 
 
-def qualify(ledger: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFrame:
-    """``ledger`` with every claim whose ``converged`` defenses did not all pass the checklist's
-    ``converged`` and ``budget_converged`` checks (failed, or no evidence) made "not evaluable",
-    saying which and why."""
+def unconverged(plan: Plan, checks: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per claim of ``plan`` whose ``converged`` defenses did not all pass the checklist's
+    ``converged`` and ``budget_converged`` checks (failed, or no evidence): those defenses and why."""
     conv = checks[checks.check.isin(["converged", "budget_converged"])]
     status = {d: "pass" if len(g) == 2 and (g.status == "pass").all() else
               ", ".join(f"{c} {st}" for c, st in zip(g.check, g.status) if st != "pass") or "no evidence"
               for d, g in conv.groupby("defense", sort=False)}
+    missing = {c.key: {d: status.get(d, "no evidence") for d in c.converged if status.get(d) != "pass"}
+               for c in plan.claims}
+    return {k: m for k, m in missing.items() if m}
+
+
+def qualify(ledger: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFrame:
+    """``ledger`` with every claim of :func:`unconverged` made "not evaluable", saying which and why."""
     out = ledger.copy()
-    for c in plan.claims:
-        missing = [d for d in c.converged if status.get(d) != "pass"]
-        at = out.index[(out.claim == c.key) & (out.verdict != "not computed")]
-        if not missing or at.empty:
+    for key, missing in unconverged(plan, checks).items():
+        at = out.index[(out.claim == key) & (out.verdict != "not computed")]
+        if at.empty:
             continue
-        why = ", ".join(f"{d} ({status.get(d, 'no evidence')})" for d in missing)
+        why = ", ".join(f"{d} ({st})" for d, st in missing.items())
         note = (f"not converged: the checklist's convergence checks do not pass for {why}; at the budget run the "
                 f"comparisons say {out.at[at[0], 'verdict']}")
         old = out.at[at[0], "notes"]
@@ -272,9 +277,8 @@ def qualify(ledger: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFr
     return out
 
 
-def qualify_comparisons(details: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
-    """``details`` (one row per comparison) with the verdict of every comparison of a claim that
-    :func:`qualify` made "not evaluable" made so too; ``budget_verdict`` keeps what the budget run said."""
-    gated = ledger.claim[(ledger.verdict == NOT_EVALUABLE) & ledger.comparisons.astype(str).str.startswith("attack not")]
-    return details.assign(budget_verdict=details.verdict,
-                          verdict=details.verdict.mask(details.claim.isin(gated), NOT_EVALUABLE))
+def qualify_comparisons(details: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFrame:
+    """``details`` (one row per comparison) with the comparisons of every claim of
+    :func:`unconverged` made "not evaluable"; ``budget_verdict`` keeps what the budget run said."""
+    gated = details.claim.isin(list(unconverged(plan, checks)))
+    return details.assign(budget_verdict=details.verdict, verdict=details.verdict.mask(gated, NOT_EVALUABLE))

@@ -196,8 +196,8 @@ def ledger(details: pd.DataFrame, bound: float = 1.25, title: str = "claims ledg
     comparison with claim, score, x, relation, y, estimate, lo, hi, verdict): distortion
     ratios on a log axis with the equivalence bounds, clean and robust error differences beside them."""
     _style()
-    parts = [(k, details[(details.score == "distortion") == (k == "distortion")].reset_index(drop=True))
-             for k in ("distortion", "error")]  # errors: clean, robust at a budget, robust at the strongest attack
+    ratio = details.score == "distortion"  # the rest are errors: clean, robust at a budget, at the strongest attack
+    parts = [(k, d.reset_index(drop=True)) for k, d in (("distortion", details[ratio]), ("error", details[~ratio]))]
     parts = [(k, d) for k, d in parts if len(d)]
     fig, axes = plt.subplots(len(parts), 1, figsize=(7.5, 0.42 * len(details) + 1.2 * len(parts)), squeeze=False,
                              gridspec_kw={"height_ratios": [max(len(d), 1) for _, d in parts]})

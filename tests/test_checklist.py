@@ -183,7 +183,7 @@ def test_qualify_keeps_a_verdict_only_where_the_named_attacks_converged():
     assert q.at["needs", "comparisons"] == "attack not converged on SEM; at the budget run: F > SEM: ... -> supported"
     assert (q.at["free", "verdict"], q.at["free", "notes"]) == ("supported", "kept")
     details = pd.DataFrame({"claim": ["needs", "free"], "verdict": ["supported", "supported"]})
-    gated = checklist.qualify_comparisons(details, q.reset_index())  # the ledger figure shows the gate too
+    gated = checklist.qualify_comparisons(details, plan, checks)  # the ledger figure shows the gate too
     assert list(gated.verdict) == ["not evaluable", "supported"] and list(gated.budget_verdict) == ["supported"] * 2
     assert q.at["absent", "verdict"] == "not computed"  # nothing to qualify
     assert list(ledger.verdict) == ["supported", "supported", "not computed"]  # the input is not changed
