@@ -92,6 +92,15 @@ def _convergence(v: Any) -> bool:
             and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
 
 
+def _strongest(v: Any) -> bool:
+    """STRONGEST (06b): images, eps, steps, eot, attacks, defenses; optional shard_size."""
+    return (isinstance(v, dict) and set(v) - {"shard_size"} == {"images", "eps", "steps", "eot", "attacks", "defenses"}
+            and all(_count(v[k]) for k in ("images", "steps", "eot")) and _count(v.get("shard_size", 1))
+            and is_finite(v["eps"]) and v["eps"] >= 0
+            and isinstance(v["attacks"], list) and len(v["attacks"]) > 0 and set(v["attacks"]) <= set(ROBUST_ATTACKS)
+            and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
+
+
 def _grid(v: Any) -> bool:
     """GRID (08): k_ranges [[k_min, k_max], ...], sigma_sets [[sigma, ...], ...], attacks, goals (lists; empty: none)."""
     return (isinstance(v, dict) and set(v) == {"k_ranges", "sigma_sets", "attacks", "goals"}
@@ -165,6 +174,9 @@ RULES: dict[str, tuple] = {
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
                                   f"defenses (some of {', '.join(DEFENSES)}); optional shard_size (an integer >= 1) and "
                                   f"joint ([[steps, eot], ...], pairs of integers >= 1 with distinct products)"),
+    "STRONGEST": (_strongest, f"a mapping with images, steps, eot (integers >= 1), eps (>= 0), attacks (some of "
+                              f"{', '.join(ROBUST_ATTACKS)}) and defenses (some of {', '.join(DEFENSES)}); optional "
+                              f"shard_size (an integer >= 1)"),
 }
 
 # pairs of parameters that contradict each other: (check, message) on the merged parameters
