@@ -36,7 +36,7 @@ from .settings import is_finite
 from .yamlsafe import load_yaml
 
 SCORES = ("distortion", "error", "robust", "strongest")
-SOURCE_TABLE = {"distortion": "distortions", "error": "distortions", "robust": "robust_rows", "strongest": "convergence_rows"}
+SOURCE_TABLE = {"distortion": "distortions", "error": "distortions", "robust": "robust_rows", "strongest": "strongest_rows"}
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ class Claim:
     Monte-Carlo error; ``x <= y``: x's error exceeds y's by less than the plan's margin) or
     ``robust`` (robust-accuracy errors at fixed budgets, panels ``[robust, "linf 8/255"]``;
     ``x > y``: x is robust on fewer images; equivalent within the margin) or ``strongest`` (the
-    same on 06b's convergence rows at each defense's strongest attack, :func:`strongest`; panel
-    ``[strongest, sweep budget]``). ``converged``: the
+    same on 06b's rows at the plateau's budget (``STRONGEST``), each defense at its strongest attack there,
+    :func:`strongest`; panel ``[strongest, plateau budget]``). ``converged``: the
     defenses whose attack must pass the checklist's ``converged`` and ``budget_converged``
     checks for the verdict to stand (:func:`semlib.checklist.qualify`)."""
 
@@ -150,11 +150,11 @@ class Plan:
 
 
 def strongest(rows: pd.DataFrame) -> pd.DataFrame:
-    """06b's convergence rows at each defense's strongest attack, as panel ``(strongest, sweep budget)``: its
-    joint sweep's largest point (EOT passes per run), or without one (deterministic) its most iterations."""
+    """06b's robust rows at each defense's strongest attack, as panel ``(strongest, plateau budget)``: its
+    largest joint point (EOT passes per run), or without one (deterministic) its most iterations."""
     keep = [g[g.sweep == ("joint" if (g.sweep == "joint").any() else "steps")] for _, g in rows.groupby("label", sort=False)]
     return pd.concat([g[g.value == g.value.max()] for g in keep], ignore_index=True).assign(attack="strongest",
-                                                                                         goal="sweep budget")
+                                                                                         goal="plateau budget")
 
 
 def panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], value: str) -> tuple[pd.DataFrame, list[str]]:

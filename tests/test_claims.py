@@ -154,7 +154,7 @@ def test_noise_space_finding(tmp_path):
 
 
 def test_the_strongest_attack_claim_reads_each_defenses_largest_sweep_point(tmp_path):
-    """adaptive_strongest: the convergence rows at each defense's strongest attack (its joint
+    """adaptive_strongest: 06b's STRONGEST rows at each defense's strongest attack (its joint
     sweep's largest point, or its most iterations without a joint sweep), paired across
     defenses. The weaker points, where F would keep more images than the SEM, are ignored: a
     true 15-point gap at the strongest point on 300 images is supported, none is not."""
@@ -177,7 +177,7 @@ def test_the_strongest_attack_claim_reads_each_defenses_largest_sweep_point(tmp_
                             rows("SEM", "eot", 256, np.zeros(n, bool))])  # not the strongest points
         out = tmp_path / verdict
         (out / "06b_adaptive" / "smoke").mkdir(parents=True)
-        conv.to_csv(out / "06b_adaptive" / "smoke" / "tab_convergence_rows.csv", index=False)
+        conv.to_csv(out / "06b_adaptive" / "smoke" / "tab_strongest_rows.csv", index=False)
         ledger, details = claims.ledger(out, "smoke", plan, ceiling=CEIL, n_boot=2000)
         assert ledger.verdict.iloc[0] == (verdict if verdict == SUPPORTED else INCONCLUSIVE), details.to_dict("records")
         assert (details.n == n).all() and details.score.eq("strongest").all()
@@ -185,7 +185,7 @@ def test_the_strongest_attack_claim_reads_each_defenses_largest_sweep_point(tmp_
     picked = claims.strongest(pd.concat([rows("H", "steps", 10, sem), rows("H", "steps", 400, weaker),
                                          rows("F", "joint", 80, sem), rows("F", "steps", 800, sem)]))
     assert picked.groupby("label").value.unique().map(list).to_dict() == {"H": [400], "F": [80]}
-    assert set(picked.attack) == {"strongest"} and set(picked.goal) == {"sweep budget"}
+    assert set(picked.attack) == {"strongest"} and set(picked.goal) == {"plateau budget"}
 
 
 def test_robust_accuracy_claims_from_simulated_paired_outcomes(tmp_path):

@@ -134,6 +134,9 @@ def test_06b_adaptive_runs_on_smoke(data_dir):
     # the table counts the per-image rows it was made of
     per_point = conv_rows.groupby(["label", "sweep", "value"]).robust.mean().mul(100)
     assert np.allclose(conv.set_index(["label", "sweep", "value"]).robust.loc[per_point.index], per_point)
+    strong_rows, strong = _tables("06b_adaptive", "strongest_rows", "strongest")  # the plateau's budget, 2 x 2
+    assert set(strong.label) == {"SEM", "F", "G"} and (strong.images == 4).all() and (strong_rows.steps == 2).all()
+    assert (strong_rows.sweep == "joint").all() and (strong_rows.value == 4).all()
     _figures_exist("06b_adaptive", "adaptive", "convergence")
 
 
