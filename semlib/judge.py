@@ -11,7 +11,7 @@ import torch
 
 from .settings import is_int, is_real
 from .smoothing import call_classifier, votes_needed
-from .streams import Streams, bind, select
+from .streams import bind, select
 
 
 @dataclass
@@ -37,35 +37,29 @@ class JudgeConfig:
 
 @torch.no_grad()
 def judge(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, config: JudgeConfig,
-          generator: torch.Generator | None = None, num_classes: int = 10, lookahead: bool = True
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+          generator: torch.Generator | None = None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Attack success per example by the Monte-Carlo rule, with an exact early stop.
 
     Returns ``success`` bool ``[B]`` and ``draws`` int64 ``[B]`` (votes actually spent; ``n``
     without the early stop). The verdict equals the one the full ``n`` votes would give.
-
-    ``lookahead`` (per-request streams only, :class:`semlib.streams.Streams`): an example's
-    votes are drawn ahead, first up to the count that would settle a failure if no further
-    vote went against it (a robust point is judged in one round instead of three), then, if
-    still undecided, all ``n``; the rounds read the drawn votes in order and the unused requests are taken back
-    (:meth:`~semlib.streams.Streams.rewind`). Verdicts, ``draws`` and every later draw of each
-    example are those of judging round by round: only the calls are fewer and larger."""
+    """
     b = len(x)
     counts = torch.zeros(b, num_classes, dtype=torch.long, device=x.device)
     need = votes_needed(config.alpha, config.n)  # votes that make "c_j / n >= alpha" true
     undecided = torch.ones(b, dtype=torch.bool, device=x.device)
     success = torch.zeros(b, dtype=torch.bool, device=x.device)
     cls = y if target is None else target
-    votes = _Votes(model, x, generator, config, num_classes, lookahead and isinstance(generator, Streams))
     while bool(undecided.any()):
         rows = torch.nonzero(undecided).flatten()
         take = _draws_until_decidable(counts[rows], cls[rows], need, config.n, target is not None).clamp(
             min=config.round_size)
         take = torch.minimum(take, config.n - counts[rows].sum(1))
-        left = config.n - counts[rows].sum(1)  # drawn ahead: first what settles a failure, then all that is left
-        ahead = torch.where(left == config.n, _draws_until_decidable(counts[rows], cls[rows], need, config.n,
-                                                                      target is not None, fail_only=True), left)
-        counts[rows] += votes.read(rows, take, torch.maximum(take, torch.minimum(ahead, left)))
+        owners = rows.repeat_interleave(take)
+        chunk = config.chunk * getattr(model, "fanout", 1)
+        for s in range(0, len(owners), chunk):
+            idx = owners[s:s + chunk]
+            pred = call_classifier(model, x[idx], bind(generator, len(idx), idx)).argmax(1)  # a vote per row
+            counts.index_put_((idx, pred), torch.ones_like(pred), accumulate=True)
         drawn = counts.sum(1)
         left = config.n - drawn
         own = counts.gather(1, cls[:, None]).squeeze(1)
@@ -85,44 +79,7 @@ def judge(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, 
         decided = undecided & (sure_success | sure_fail | finished)
         success[decided] = verdict[decided]
         undecided &= ~decided
-    votes.settle()
     return success, counts.sum(1)
-
-
-class _Votes:
-    """The votes of :func:`judge`, read in order per example: ``read(rows, take, ahead)`` returns
-    the class counts of the next ``take`` votes of each row's example, first drawing (with
-    ``lookahead``) until ``ahead`` of its votes are ready; :meth:`settle` takes back the requests
-    drawn and never read. Without ``lookahead`` exactly ``take`` are drawn: the old rounds."""
-
-    def __init__(self, model, x: torch.Tensor, generator, config: JudgeConfig, num_classes: int, lookahead: bool):
-        self.model, self.x, self.generator, self.lookahead = model, x, generator, lookahead
-        self.chunk, self.num_classes = config.chunk * getattr(model, "fanout", 1), num_classes
-        self.pred = torch.zeros(len(x), config.n, dtype=torch.long, device=x.device)
-        self.ready = torch.zeros(len(x), dtype=torch.long, device=x.device)  # votes drawn per example
-        self.used = torch.zeros(len(x), dtype=torch.long, device=x.device)  # votes read
-
-    def read(self, rows: torch.Tensor, take: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
-        want = self.used[rows] + (ahead if self.lookahead else take)
-        more = (want - self.ready[rows]).clamp(min=0)
-        owners = rows.repeat_interleave(more)
-        slot = self.ready[rows].repeat_interleave(more) + torch.arange(len(owners), device=rows.device) \
-            - (more.cumsum(0) - more).repeat_interleave(more)  # the position of each new vote in its example's order
-        for s in range(0, len(owners), self.chunk):
-            idx = owners[s:s + self.chunk]
-            self.pred[idx, slot[s:s + self.chunk]] = call_classifier(
-                self.model, self.x[idx], bind(self.generator, len(idx), idx)).argmax(1)  # a vote per row
-        self.ready[rows] += more
-        pos = torch.arange(self.pred.shape[1], device=rows.device)
-        window = (pos >= self.used[rows, None]) & (pos < (self.used[rows] + take)[:, None])
-        self.used[rows] += take
-        return torch.zeros(len(rows), self.num_classes, dtype=torch.long, device=rows.device).scatter_add_(
-            1, self.pred[rows], window.long())
-
-    def settle(self) -> None:
-        if self.lookahead:
-            rows = torch.nonzero(self.ready > self.used).flatten()
-            self.generator.rewind(rows.cpu(), (self.ready - self.used)[rows].cpu())
 
 
 def judge_rows(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, config: JudgeConfig,
@@ -136,11 +93,10 @@ def judge_rows(model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | N
     return ok
 
 
-def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n: int, targeted: bool,
-                           fail_only: bool = False) -> torch.Tensor:
+def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n: int, targeted: bool
+                           ) -> torch.Tensor:
     """A lower bound on the further votes before each verdict could be settled early (by any
-    of the rules in :func:`judge`), never below 1: drawing that many wastes no vote.
-    ``fail_only``: the votes that settle a failure if no further vote goes against it."""
+    of the rules in :func:`judge`), never below 1: drawing that many wastes no vote."""
     left = n - counts.sum(1)
     own = counts.gather(1, cls[:, None]).squeeze(1)
     other = counts.scatter(1, cls[:, None], -1).amax(1)
@@ -148,4 +104,4 @@ def _draws_until_decidable(counts: torch.Tensor, cls: torch.Tensor, need: int, n
         reach, lead, fail = need - own, (other + left - own + 2) // 2, left - need + own + 1
     else:
         reach, lead, fail = need - other, (own + left - other + 2) // 2, left - need + other + 1
-    return fail.clamp(min=1) if fail_only else torch.minimum(torch.minimum(reach, lead), fail).clamp(min=1)
+    return torch.minimum(torch.minimum(reach, lead), fail).clamp(min=1)

@@ -88,16 +88,6 @@ class Streams:
         return RowStreams(gens)
 
 
-    def rewind(self, positions: torch.Tensor, k: torch.Tensor) -> None:
-        """Take back the last ``k[r]`` requests of the image at ``positions[r]`` (requests drawn
-        ahead and not used): its next requests draw what those would have drawn."""
-        ids = torch.as_tensor(positions).cpu() if self.ids is None else self.ids[torch.as_tensor(positions).cpu()]
-        for i, back in zip(ids.tolist(), torch.as_tensor(k).cpu().tolist()):
-            if not 0 <= back <= self._counts.get(i, 0):
-                raise ValueError(f"cannot take back {back} requests of image {i}: it made {self._counts.get(i, 0)}")
-            self._counts[i] = self._counts.get(i, 0) - back
-
-
 def bind(generator, n: int, positions: torch.Tensor | None = None):
     """``n`` rows as requests: a :class:`Streams` becomes the :class:`RowStreams` of the images at
     ``positions`` (default ``0..n-1``); rows already bound must number ``n``; a torch generator

@@ -94,50 +94,6 @@ def test_judge_and_votes_do_not_depend_on_chunks_or_batches(chunk):
     assert torch.equal(counts, mc_counts(sem, x, 20, batch_size=64, generator=Streams(2, ids)))
 
 
-class _Counted:
-    """A model that counts its passes (rows per call)."""
-
-    def __init__(self, model):
-        self.model, self.fanout, self.calls = model, model.fanout, []
-
-    def __call__(self, x, generator):
-        self.calls.append(len(x))
-        return self.model(x, generator)
-
-
-@pytest.mark.parametrize("targeted", [False, True], ids=["untargeted", "targeted"])
-def test_judging_ahead_changes_no_verdict_draw_or_later_request(targeted):
-    """The judge's lookahead draws a point's votes in one round up to the count that settles a
-    failure, reads them as the rounds would and takes back the requests it did not read: the
-    verdicts, the votes spent and every later request of each image (here a second judgement
-    with a threshold of its own) are those of judging round by round, with fewer model calls."""
-    x, y, ids = _images(40, seed=3)
-    rival = (y + 1 + torch.arange(40) % 9) % 10
-    x[torch.arange(20), 0, 0, rival[:20]] = x[torch.arange(20), 0, 0, y[:20]] + 0.1 * torch.randn(20, generator=torch.Generator().manual_seed(1))  # near ties
-    target = rival if targeted else None
-    got = {}
-    for ahead in (False, True):
-        sem, g = _Counted(_sem()), Streams(5, ids)
-        first = judge(sem, x, y, target, JudgeConfig(n=100, alpha=0.3, chunk=4096), g, lookahead=ahead)
-        calls = list(sem.calls)  # one call per round of votes (one chunk)
-        second = judge(sem, x, y, target, JudgeConfig(n=60, alpha=0.45, chunk=16), g, lookahead=ahead)
-        got[ahead] = (*first, *second, dict(g._counts), calls)
-    for a, b in zip(got[False][:5], got[True][:5]):
-        assert a == b if isinstance(a, dict) else torch.equal(a, b)
-    ok, draws = got[True][:2]
-    assert 0 < int(ok.sum()) < len(ok) and 0 < int((draws < 100).sum())  # both verdicts, early stops
-    assert len(got[True][5]) == 2 < len(got[False][5]) and sum(got[True][5]) >= sum(got[False][5])  # at most 2 rounds
-
-
-def test_requests_taken_back_are_drawn_again():
-    s = Streams(3, ids=[7, 8])
-    first = s.rows(torch.tensor([0, 0, 1])).draw(torch.randn, (2,))
-    s.rewind(torch.tensor([0, 1]), torch.tensor([2, 1]))
-    assert torch.equal(s.rows(torch.tensor([0, 0, 1])).draw(torch.randn, (2,)), first)
-    with pytest.raises(ValueError, match="cannot take back 3 requests of image 8: it made 1"):
-        s.view(torch.tensor([1])).rewind(torch.tensor([0]), torch.tensor([3]))
-
-
 def _search(attack, model, x, y, ids, seed=4):
     return search_distortion(attack, model, model, x, y, search=SearchConfig(eps0=4 / 255, search_steps=6, binary_steps=2),
                              judge=JudgeConfig(n=20, alpha=0.3), generator=Streams(seed, ids), ids=ids.numpy())
