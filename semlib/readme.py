@@ -2,7 +2,8 @@
 
 Between ``<!-- results:begin -->`` and ``<!-- results:end -->`` the README shows the headline
 figures (the claims ledger's distortion ratios, Fig. 4) and the ledger itself (verdict, estimate,
-interval, n) the evaluation checklist and the fixed-budget robust accuracy of ``outputs/*/<preset>/``, each with the run
+interval, n) the evaluation checklist and the fixed-budget robust accuracy (the table's budgets and the
+plateau's) of ``outputs/*/<preset>/``, each with the run
 that produced it. The pipeline rewrites it after notebook 07 of the laptop preset, and
 ``make figures`` after redrawing; a missing run is said, not skipped silently.
 """
@@ -32,13 +33,16 @@ def _run(folder: Path) -> str:
             f"{f', {images} images' if images else ''}, `{folder.relative_to(folder.parents[2])}`")
 
 
-def _robust(folder: Path) -> str:
-    tab = pd.read_csv(folder / "tab_robust_accuracy.csv")
-    lines = ["| defense | norm | eps | clean MC accuracy % [95% CI] | robust accuracy % [95% CI] | images |",
-             "|---|---|---|---|---|---|"]
+def _robust(folder: Path, table: str = "robust_accuracy") -> str:
+    """A robust-accuracy table of 06b (``tab_<table>.csv``); with its attack's budget when it has one."""
+    tab = pd.read_csv(folder / f"tab_{table}.csv")
+    budget = "steps" in tab.columns
+    lines = ["| defense | norm | eps |" + (" iterations x EOT |" if budget else "") +
+             " clean MC accuracy % [95% CI] | robust accuracy % [95% CI] | images |", "|---" * (6 + budget) + "|"]
     for r in tab.itertuples():
         eps = f"{r.eps * 255:.0f}/255" if r.norm == "linf" and r.eps < 1 else f"{r.eps:g}"
-        lines.append(f"| {r.label} | {r.norm} | {eps} | {r.clean:.1f} [{r.clean_lo:.1f}, {r.clean_hi:.1f}] | "
+        lines.append(f"| {r.label} | {r.norm} | {eps} |" + (f" {r.steps} x {r.eot} |" if budget else "") +
+                     f" {r.clean:.1f} [{r.clean_lo:.1f}, {r.clean_hi:.1f}] | "
                      f"{r.robust:.1f} [{r.robust_lo:.1f}, {r.robust_hi:.1f}] | {r.images} |")
     return "\n".join(lines)
 
@@ -75,6 +79,10 @@ def block(root: str | Path, preset: str = PRESET) -> str:
     if (adaptive / "tab_robust_accuracy.csv").is_file():
         parts += [f"**Robust accuracy at fixed budgets** (the strongest adaptive attack per image; {_run(adaptive)}):",
                   "", _robust(adaptive), ""]
+    if (adaptive / "tab_strongest.csv").is_file():
+        parts += ["**At the plateau's budget** (APGD-CE with both iterations and EOT samples raised until the "
+                  "convergence sweep's last doubling changed no image, on more images; an upper bound on robust "
+                  f"accuracy at that budget; {_run(adaptive)}):", "", _robust(adaptive, "strongest"), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

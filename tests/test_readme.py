@@ -36,6 +36,24 @@ def test_block_shows_the_ledger_checklist_and_what_is_missing(tmp_path):
     assert "Robust accuracy" not in text  # no 06b run: no table
 
 
+def test_block_shows_both_robust_accuracy_tables_with_their_budgets(tmp_path):
+    _outputs(tmp_path)
+    adaptive = tmp_path / "outputs" / "06b_adaptive" / "laptop"
+    adaptive.mkdir(parents=True)
+    row = {"label": "SEM", "norm": "linf", "eps": 4 / 255, "clean": 80.0, "clean_lo": 71.0, "clean_hi": 87.3,
+           "robust": 22.0, "robust_lo": 15.5, "robust_hi": 29.6, "images": 150}
+    pd.DataFrame([row]).to_csv(adaptive / "tab_robust_accuracy.csv", index=False)
+    (adaptive / "metrics.json").write_text(json.dumps({"created_utc": "2026-11-29T07:00:00Z",
+                                                       "host": {"cpu_capability": "AVX512"}, "metrics": {}}))
+    text = readme.block(tmp_path)
+    assert "| SEM | linf | 4/255 | 80.0 [71.0, 87.3] | 22.0 [15.5, 29.6] | 150 |" in text
+    assert "plateau" not in text  # no STRONGEST run: no second table
+    pd.DataFrame([{**row, "steps": 800, "eot": 32}]).to_csv(adaptive / "tab_strongest.csv", index=False)
+    text = readme.block(tmp_path)
+    assert "| SEM | linf | 4/255 | 800 x 32 | 80.0 [71.0, 87.3] | 22.0 [15.5, 29.6] | 150 |" in text
+    assert "**At the plateau's budget**" in text and "2026-11-29, AVX512, `outputs/06b_adaptive/laptop`" in text
+
+
 def test_update_rewrites_only_the_block_and_is_idempotent(tmp_path):
     _outputs(tmp_path)
     doc = tmp_path / "README.md"

@@ -141,3 +141,43 @@ def test_a_sem_gets_chunk_times_fanout_rows_per_pass():
     sizes.clear()
     eot_gradient(sem, x, y, eot=8, chunk=3, generator=Streams(0, ids))
     assert max(sizes) == 3 * min(sem.fanout, 4) and sum(sizes) == 6 * 8
+
+
+class _Rows(Pixels):
+    """Pixels that records the rows of each call."""
+
+    def __init__(self, scale: float, seen: list):
+        super().__init__(scale)
+        self.seen = seen
+
+    def forward(self, x):
+        self.seen.append(len(x))
+        return super().forward(x)
+
+
+def test_an_unsmoothed_sub_model_runs_once_per_distinct_image(monkeypatch):
+    """A judge's votes of one image reach the SEM's unsmoothed members as copies: each runs once
+    per distinct row (semlib.batching.unique_rows), with the same verdicts, votes and logits as
+    running every copy; noisy members and passes with an input gradient see every row."""
+    import semlib.ensemble
+    x, y, ids = _images(6)
+    got = {}
+    for once in (True, False):
+        if not once:
+            monkeypatch.setattr(semlib.ensemble, "unique_rows", lambda x: None)
+        plain, noisy = [], []
+        sem = StochasticEnsemble({"a0": NoisyClassifier(_Rows(3.0, plain), 0.0), "a1": NoisyClassifier(_Rows(3.5, noisy), 0.1),
+                                  "b0": NoisyClassifier(Pixels(4.0), 0.0), "b1": NoisyClassifier(Pixels(2.5), 0.2)},
+                                 {"a0": "a", "a1": "a", "b0": "b", "b1": "b"}, (1, 2))
+        verdict = judge(sem, x, y, None, JudgeConfig(n=40, alpha=0.3), Streams(1, ids))
+        xg = x.repeat(3, 1, 1, 1).requires_grad_()
+        logits = sem(xg, Streams(2, ids.repeat(3)))
+        logits.sum().backward()
+        got[once] = (*verdict, logits.detach(), xg.grad, plain, noisy)
+    for a, b in zip(got[True][:4], got[False][:4]):
+        assert torch.equal(a, b)
+    assert max(got[True][4][:-1]) <= len(x) < max(got[False][4][:-1])  # votes: one row per image and round
+    assert got[True][4][-1] == got[False][4][-1] and got[True][5] == got[False][5]  # with a gradient; noisy: all rows
+    u, inverse = semlib.batching.unique_rows(x[torch.tensor([2, 0, 2, 2, 5, 0])])
+    assert torch.equal(u[inverse], x[torch.tensor([2, 0, 2, 2, 5, 0])]) and len(u) == 3
+    assert semlib.batching.unique_rows(x) is None
