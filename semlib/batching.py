@@ -41,25 +41,6 @@ def call_networks(calls: Sequence[tuple[nn.Module, torch.Tensor]]) -> list[torch
     return scheduler.submit(_Forward(nets, [x.detach() for x in xs], False, _autocast(xs[0])))
 
 
-def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The distinct rows ``u`` of ``x`` and per row the index of its copy (``x == u[inverse]``
-    exactly), or None when no row repeats: a deterministic network then runs once per distinct
-    row (a Monte-Carlo judge's votes of one image reach an unsmoothed sub-model as copies).
-    Rows are grouped by 16 of their values (fixed positions; no arithmetic, so copies always
-    agree) and the grouping is verified exactly: were two different rows to agree there,
-    nothing would be grouped."""
-    if len(x) < 2:
-        return None
-    flat = x.detach().reshape(len(x), -1)
-    sample = torch.linspace(0, flat.shape[1] - 1, 16).long().to(flat.device)
-    keys, inverse = torch.unique(flat[:, sample], dim=0, return_inverse=True)
-    if len(keys) == len(x):
-        return None
-    first = torch.full((len(keys),), len(x), device=x.device).scatter_reduce(
-        0, inverse, torch.arange(len(x), device=x.device), "amin")  # the first row of each group
-    return (x[first], inverse) if torch.equal(x, x[first][inverse]) else None
-
-
 def run_together(tasks: Sequence[Callable[[], Any]], counts: "Counts | None" = None) -> list[Any]:
     """The results of ``tasks`` (functions without arguments), computed together with their
     network calls batched. The first exception of a task is raised once all have ended.

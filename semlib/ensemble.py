@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .batching import call_networks, unique_rows
+from .batching import call_networks
 from .smoothing import NoisyClassifier, call_classifier
 from .streams import bind, draw_generator, keyed, rand, select
 
@@ -62,14 +62,12 @@ def call_members(calls: list[tuple[nn.Module, torch.Tensor, torch.Generator | No
     plain = []
     for m, x, g in calls:
         if isinstance(m, NoisyClassifier) and m.network is not None:
-            x = m.perturb(x, g)  # an unsmoothed network without gradient runs once per distinct row
-            once = unique_rows(x) if m.deterministic and not torch.is_grad_enabled() else None
-            plain.append((len(out), m.network, *((x, None) if once is None else once)))
+            plain.append((len(out), m.network, m.perturb(x, g)))
             out.append(None)
         else:
             out.append(call_classifier(m, x, g))
-    for (i, _, _, copies), z in zip(plain, call_networks([(net, x) for _, net, x, _ in plain])):
-        out[i] = z if copies is None else z[copies]
+    for (i, _, _), z in zip(plain, call_networks([(net, x) for _, net, x in plain])):
+        out[i] = z
     return out
 
 
