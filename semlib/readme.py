@@ -24,13 +24,13 @@ FIGURES = (("07_claims", "fig_ledger.png", "every claim's paired distortion rati
                                                      "attackers A-D on the SEM (solid), contrasts F-I (dashed)"))
 
 
-def _run(folder: Path) -> str:
-    """Where a table came from: the run's date, CPU kind and image count."""
+def _run(folder: Path, count: bool = True) -> str:
+    """Where a table came from: the run's date, CPU kind and (``count``) the notebook's image count."""
     m = json.loads((folder / "metrics.json").read_text())
     host = m.get("host", {})
     images = (m.get("metrics") or {}).get("images")
     return (f"{m.get('created_utc', '?')[:10]}, {host.get('cpu_capability') or 'CPU kind not recorded'}"
-            f"{f', {images} images' if images else ''}, `{folder.relative_to(folder.parents[2])}`")
+            f"{f', {images} images' if images and count else ''}, `{folder.relative_to(folder.parents[2])}`")
 
 
 def _robust(folder: Path, table: str = "robust_accuracy") -> str:
@@ -81,8 +81,9 @@ def block(root: str | Path, preset: str = PRESET) -> str:
                   "", _robust(adaptive), ""]
     if (adaptive / "tab_strongest.csv").is_file():
         parts += ["**At the plateau's budget** (APGD-CE with both iterations and EOT samples raised until the "
-                  "convergence sweep's last doubling changed no image, on more images; an upper bound on robust "
-                  f"accuracy at that budget; {_run(adaptive)}):", "", _robust(adaptive, "strongest"), ""]
+                  "convergence sweep's last doubling of iterations changed no image, on more images; an upper bound on robust "
+                  f"accuracy at that budget; images per row in the table; {_run(adaptive, count=False)}):", "",
+                  _robust(adaptive, "strongest"), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -51,7 +51,7 @@ def test_block_shows_both_robust_accuracy_tables_with_their_budgets(tmp_path):
     pd.DataFrame([{**row, "steps": 800, "eot": 32}]).to_csv(adaptive / "tab_strongest.csv", index=False)
     text = readme.block(tmp_path)
     assert "| SEM | linf | 4/255 | 800 x 32 | 80.0 [71.0, 87.3] | 22.0 [15.5, 29.6] | 150 |" in text
-    assert "**At the plateau's budget**" in text and "2026-11-29, AVX512, `outputs/06b_adaptive/laptop`" in text
+    assert "**At the plateau's budget**" in text and "table; 2026-11-29, AVX512, `outputs/06b_adaptive/laptop`" in text
 
 
 def test_update_rewrites_only_the_block_and_is_idempotent(tmp_path):
