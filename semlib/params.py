@@ -64,6 +64,11 @@ def _count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
+def _some_of(values: Any, allowed) -> bool:
+    """A non-empty list of names, each one of ``allowed``."""
+    return isinstance(values, list) and len(values) > 0 and set(values) <= set(allowed)
+
+
 def _robust(v: Any) -> bool:
     """ROBUST (06b): images, budgets [[norm, eps], ...], steps, eot, targets, defenses."""
     return (isinstance(v, dict) and set(v) - {"shard_size"} == {"images", "budgets", "steps", "eot", "targets", "defenses"}
@@ -71,7 +76,7 @@ def _robust(v: Any) -> bool:
             and isinstance(v["budgets"], list) and len(v["budgets"]) > 0
             and all(isinstance(b, list) and len(b) == 2 and b[0] in ("linf", "l2") and is_finite(b[1]) and b[1] >= 0
                     for b in v["budgets"])
-            and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
+            and _some_of(v["defenses"], DEFENSES))
 
 
 def _convergence(v: Any) -> bool:
@@ -88,8 +93,7 @@ def _convergence(v: Any) -> bool:
             and is_finite(v["eps"]) and v["eps"] >= 0
             and all(isinstance(v[k], list) and len(v[k]) > 0 and all(_count(x) for x in v[k])
                     and len(set(v[k])) == len(v[k]) for k in ("steps", "eots"))
-            and isinstance(v["attacks"], list) and len(v["attacks"]) > 0 and set(v["attacks"]) <= set(ROBUST_ATTACKS)
-            and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
+            and _some_of(v["attacks"], ROBUST_ATTACKS) and _some_of(v["defenses"], DEFENSES))
 
 
 def _strongest(v: Any) -> bool:
@@ -97,8 +101,7 @@ def _strongest(v: Any) -> bool:
     return (isinstance(v, dict) and set(v) - {"shard_size"} == {"images", "eps", "steps", "eot", "attacks", "defenses"}
             and all(_count(v[k]) for k in ("images", "steps", "eot")) and _count(v.get("shard_size", 1))
             and is_finite(v["eps"]) and v["eps"] >= 0
-            and isinstance(v["attacks"], list) and len(v["attacks"]) > 0 and set(v["attacks"]) <= set(ROBUST_ATTACKS)
-            and isinstance(v["defenses"], list) and len(v["defenses"]) > 0 and set(v["defenses"]) <= set(DEFENSES))
+            and _some_of(v["attacks"], ROBUST_ATTACKS) and _some_of(v["defenses"], DEFENSES))
 
 
 def _grid(v: Any) -> bool:
