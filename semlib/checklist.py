@@ -24,11 +24,12 @@ Holm-adjusted over every paired check of the list, below ``alpha``. The other ch
   EOT, a point of the sweep) is within one point of each sweep's largest budget (the same rule
   as ``converged``: the table's attack is as strong as the sweep could make it); "no evidence"
   when the sweep lacks that point;
+* ``plateau``: at the ``STRONGEST`` budget (S x E, 06b's ``CONVERGENCE`` ``plateau``), doubling
+  the iterations (2S x E) and doubling the EOT samples (S x 2E) each change robust accuracy by
+  less than one point, on the same images; a deterministic model has only the first;
 * ``unbounded_succeeds``: at an Linf budget >= 0.5 no image stays robust (06b).
 
-:func:`qualify` applies the checklist to the ledger: a claim that names defenses whose attack
-must have converged is "not evaluable" unless their ``converged`` and ``budget_converged``
-checks passed (the verdict at the budget that was run stays in its notes).
+:mod:`semlib.gate` applies the checklist to the ledger (claims that need a converged attack).
 """
 from __future__ import annotations
 
@@ -40,8 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from . import paired
-from .claims import Curve, Plan, panel_table, read_rows
-from .paired import NOT_EVALUABLE
+from .claims import Curve, panel_table, read_rows
 
 WB = [("bim", "untargeted"), ("mim", "untargeted"), ("pgd", "untargeted"),
       ("bim", "targeted"), ("mim", "targeted"), ("pgd", "targeted")]
@@ -72,6 +72,7 @@ TEXT = {
     "more_budget_never_weaken": "more iterations and EOT samples together never weaken the attack",
     "converged": "the last doubling (or more) of iterations, EOT samples and both together moves robust accuracy < 1 point",
     "budget_converged": "robust accuracy at the table's budget is within 1 point of the sweep's largest budgets",
+    "plateau": "doubling the strongest budget's iterations, and its EOT samples, each move robust accuracy < 1 point",
     "unbounded_succeeds": "an unbounded attack (Linf >= 0.5) leaves no image robust",
 }
 
@@ -139,6 +140,7 @@ def run(outputs: str | os.PathLike, preset: str, *, ceiling: float, norm: str = 
     out += _asr_reaches_one(rows_of("03_whitebox_transfer"))
     out += _convergence(rows_of("06b_adaptive", "convergence_rows"), alpha)
     out += _budget(rows_of("06b_adaptive", "convergence_rows"), rows_of("06b_adaptive", "robust_rows"))
+    out += _plateau(rows_of("06b_adaptive", "convergence_rows"))
     out += _unbounded(rows_of("06b_adaptive", "robust_rows"))
     return pd.DataFrame(out)
 
@@ -168,7 +170,7 @@ def _convergence(rows: pd.DataFrame | None, alpha: float) -> list[dict]:
     out, tests, last = [], [], {}
     if "joint" not in set(rows.sweep):
         out.append((None, _row("more_budget_never_weaken", "all", "no evidence", "06b_adaptive ran no joint sweep")))
-    for (label, sweep), g in rows.groupby(["label", "sweep"], sort=False):
+    for (label, sweep), g in rows[rows.sweep.isin(list(SWEEP_CHECKS))].groupby(["label", "sweep"], sort=False):
         check = SWEEP_CHECKS[sweep]
         wide = g.pivot(index="example", columns="value", values="robust").sort_index(axis=1)  # one row per image
         robust = wide.dropna().astype(bool)  # the images of every sweep value
@@ -211,7 +213,7 @@ def _budget(sweep: pd.DataFrame | None, table: pd.DataFrame | None) -> list[dict
         return [_row("budget_converged", "all", "no evidence", "06b_adaptive has no convergence or robust rows "
                      "with their budgets")]
     out = []
-    for label, g in sweep.groupby("label", sort=False):
+    for label, g in sweep[sweep.sweep.isin(list(SWEEP_CHECKS))].groupby("label", sort=False):
         budgets = table[table.label == label][["steps", "eot"]].drop_duplicates()
         at = g[(g.steps == budgets.steps.iloc[0]) & (g.eot == budgets.eot.iloc[0])] if len(budgets) == 1 else g[:0]
         if at.empty:
@@ -235,6 +237,28 @@ def _budget(sweep: pd.DataFrame | None, table: pd.DataFrame | None) -> list[dict
     return out
 
 
+def _plateau(rows: pd.DataFrame | None) -> list[dict]:
+    at = None if rows is None else rows[rows.sweep.isin(["plateau_steps", "plateau_eot"])]
+    if at is None or at.empty:
+        return [_row("plateau", "all", "no evidence", "06b_adaptive ran no plateau check (CONVERGENCE plateau)")]
+    out = []
+    for label, g in at.groupby("label", sort=False):
+        moves, worst, n = [], 0.0, []
+        for sweep, s in g.groupby("sweep", sort=False):  # robust per image at the budget and at its doubling
+            wide = s.drop_duplicates(["example", "steps", "eot"]).pivot(index="example", columns=["steps", "eot"],
+                                                                        values="robust").sort_index(axis=1).dropna()
+            (a, b), robust = wide.columns, wide.astype(bool)
+            drop = 100 * (robust[a].mean() - robust[b].mean())
+            worst, n = max(worst, abs(drop)), n + [len(robust)]
+            moves.append(f"{a[0]} x {a[1]} -> {b[0]} x {b[1]}: {int(robust[a].sum())} -> {int(robust[b].sum())} of "
+                         f"{len(robust)} robust ({int((robust[b] & ~robust[a]).sum())} only at the larger, "
+                         f"{int((robust[a] & ~robust[b]).sum())} only at the smaller)")
+        alone = " (deterministic: one EOT pass is exact)" if set(g.sweep) == {"plateau_steps"} else ""
+        out.append(_row("plateau", label, "pass" if worst < 1 else "fail", "; ".join(moves) + alone,
+                        estimate=worst, n=min(n)))
+    return out
+
+
 def _unbounded(rows: pd.DataFrame | None) -> list[dict]:
     big = None if rows is None else rows[(rows.norm == "linf") & (rows.eps >= 0.5)]
     if big is None or big.empty:
@@ -245,40 +269,3 @@ def _unbounded(rows: pd.DataFrame | None) -> list[dict]:
         out.append(_row("unbounded_succeeds", label, "pass" if k == 0 else "fail",
                         f"{k} of {len(g)} images robust at Linf {g.eps.max():g}", estimate=k, n=len(g)))
     return out
-
-
-def unconverged(plan: Plan, checks: pd.DataFrame) -> dict[str, dict[str, str]]:
-    """Per claim of ``plan`` whose ``converged`` defenses did not all pass the checklist's
-    ``converged`` and ``budget_converged`` checks (failed, or no evidence): those defenses and why."""
-    conv = checks[checks.check.isin(["converged", "budget_converged"])]
-    status = {d: "pass" if len(g) == 2 and (g.status == "pass").all() else
-              ", ".join(f"{c} {st}" for c, st in zip(g.check, g.status) if st != "pass") or "no evidence"
-              for d, g in conv.groupby("defense", sort=False)}
-    missing = {c.key: {d: status.get(d, "no evidence") for d in c.converged if status.get(d) != "pass"}
-               for c in plan.claims}
-    return {k: m for k, m in missing.items() if m}
-
-
-def qualify(ledger: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFrame:
-    """``ledger`` with every claim of :func:`unconverged` made "not evaluable", saying which and why."""
-    out = ledger.copy()
-    for key, missing in unconverged(plan, checks).items():
-        at = out.index[(out.claim == key) & (out.verdict != "not computed")]
-        if at.empty:
-            continue
-        why = ", ".join(f"{d} ({st})" for d, st in missing.items())
-        note = (f"not converged: the checklist's convergence checks do not pass for {why}; at the budget run the "
-                f"comparisons say {out.at[at[0], 'verdict']}")
-        old = out.at[at[0], "notes"]
-        out.loc[at, "notes"] = note + (f"; {old}" if isinstance(old, str) and old else "")
-        out.loc[at, "comparisons"] = f"attack not converged on {', '.join(missing)}; at the budget run: " + \
-            out.loc[at, "comparisons"].astype(str)
-        out.loc[at, "verdict"] = NOT_EVALUABLE
-    return out
-
-
-def qualify_comparisons(details: pd.DataFrame, plan: Plan, checks: pd.DataFrame) -> pd.DataFrame:
-    """``details`` (one row per comparison) with the comparisons of every claim of
-    :func:`unconverged` made "not evaluable"; ``budget_verdict`` keeps what the budget run said."""
-    gated = details.claim.isin(list(unconverged(plan, checks)))
-    return details.assign(budget_verdict=details.verdict, verdict=details.verdict.mask(gated, NOT_EVALUABLE))

@@ -11,8 +11,7 @@ non-inferiority claim that X's error exceeds Y's by less than the margin; the di
 mean errors has a bootstrap interval over images, and one-sided bootstrap p-values (the share
 of resamples on the wrong side of the margin).
 
-**Multiplicity.** Every p-value behind any verdict of the ledger goes into one Holm
-adjustment, so the chance of any false verdict across the ledger stays at ``alpha``.
+**Multiplicity.** Every p-value behind any verdict of the ledger goes into one Holm adjustment.
 
 A claim made of several comparisons is *supported* (*equivalent*) if all of them are,
 *contradicted* if any is, *not evaluable* if any is and none contradicts, else *inconclusive*.
@@ -37,6 +36,7 @@ from .yamlsafe import load_yaml
 
 SCORES = ("distortion", "error", "robust", "strongest")
 SOURCE_TABLE = {"distortion": "distortions", "error": "distortions", "robust": "robust_rows", "strongest": "strongest_rows"}
+GATES = ("converged", "budget_converged", "plateau")  # the checklist's checks a claim's verdict may wait for
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,8 @@ class Claim:
     ``robust`` (robust-accuracy errors at fixed budgets, panels ``[robust, "linf 8/255"]``;
     ``x > y``: x is robust on fewer images; equivalent within the margin) or ``strongest`` (the
     same on 06b's rows at the plateau's budget (``STRONGEST``), each defense at its strongest attack there,
-    :func:`strongest`; panel ``[strongest, plateau budget]``). ``converged``: the
-    defenses whose attack must pass the checklist's ``converged`` and ``budget_converged``
-    checks for the verdict to stand (:func:`semlib.checklist.qualify`)."""
+    :func:`strongest`; panel ``[strongest, plateau budget]``). ``converged``: the defenses whose
+    attack must pass each checklist check of ``gate`` for the verdict to stand (:mod:`semlib.gate`)."""
 
     key: str
     text: str
@@ -103,10 +102,12 @@ class Claim:
     score: str = "distortion"
     notes: str = ""
     converged: list[str] = field(default_factory=list)
+    gate: list[str] = field(default_factory=lambda: ["converged", "budget_converged"])
 
     def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"claim {self.key}: score must be one of {SCORES}, got {self.score!r}")
+        if self.score not in SCORES or not set(self.gate) <= set(GATES) or not self.gate:
+            raise ValueError(f"claim {self.key}: score must be one of {SCORES} and gate some of {GATES}, got "
+                             f"{self.score!r} and {self.gate!r}")
         self.comparisons = [(as_curve(x), rel, as_curve(y)) for x, rel, y in self.comparisons]
         for _, rel, _ in self.comparisons:
             if rel not in paired.RELATIONS or (self.score == "error" and rel != "<="):  # robust: both

@@ -81,10 +81,12 @@ def _robust(v: Any) -> bool:
 
 def _convergence(v: Any) -> bool:
     """CONVERGENCE (06b): images, eps, steps and eots (lists of distinct values), at_steps, at_eot, attacks, defenses;
-    optional joint ([[steps, eot], ...], distinct pairs) and shard_size."""
+    optional joint ([[steps, eot], ...], distinct pairs), plateau ([steps, eot]) and shard_size."""
     joint = v.get("joint", []) if isinstance(v, dict) else None
+    plateau = v.get("plateau", [1, 1]) if isinstance(v, dict) else None
     return (isinstance(v, dict)
-            and set(v) - {"shard_size", "joint"} == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks",
+            and isinstance(plateau, list) and len(plateau) == 2 and all(_count(x) for x in plateau)
+            and set(v) - {"shard_size", "joint", "plateau"} == {"images", "eps", "steps", "eots", "at_steps", "at_eot", "attacks",
                                                      "defenses"}
             and all(_count(v[k]) for k in ("images", "at_steps", "at_eot")) and _count(v.get("shard_size", 1))
             and isinstance(joint, list) and all(isinstance(j, list) and len(j) == 2 and all(_count(x) for x in j)
@@ -176,7 +178,7 @@ RULES: dict[str, tuple] = {
     "CONVERGENCE": (_convergence, f"a mapping with images, at_steps, at_eot (integers >= 1), eps (>= 0), steps and "
                                   f"eots (lists of integers >= 1), attacks (some of {', '.join(ROBUST_ATTACKS)}) and "
                                   f"defenses (some of {', '.join(DEFENSES)}); optional shard_size (an integer >= 1) and "
-                                  f"joint ([[steps, eot], ...], pairs of integers >= 1 with distinct products)"),
+                                  f"joint ([[steps, eot], ...], pairs of integers >= 1 with distinct products), plateau ([steps, eot])"),
     "STRONGEST": (_strongest, f"a mapping with images, steps, eot (integers >= 1), eps (>= 0), attacks (some of "
                               f"{', '.join(ROBUST_ATTACKS)}) and defenses (some of {', '.join(DEFENSES)}); optional "
                               f"shard_size (an integer >= 1)"),
@@ -187,7 +189,20 @@ CROSS: list[tuple] = [
     (lambda p: "EPS_ZOOM" not in p or p["EPS_ZOOM"] <= _study_eps_max(p),
      lambda p: f"EPS_ZOOM = {p['EPS_ZOOM']!r} is above STUDY eps_max = {_study_eps_max(p)!r}; the zoomed row must lie "
                f"inside the plotted range: lower EPS_ZOOM or raise STUDY eps_max"),
+    (lambda p: "plateau" not in (p.get("CONVERGENCE") or {}) or _plateau_of(p) == _strongest_of(p),
+     lambda p: f"CONVERGENCE plateau (budget, eps, attacks) {_plateau_of(p)} is not STRONGEST's {_strongest_of(p)}; "
+               f"the plateau check is about the STRONGEST budget: make them the same"),
 ]
+
+
+def _plateau_of(p: dict[str, Any]) -> tuple:
+    c = p["CONVERGENCE"]
+    return list(c["plateau"]), c["eps"], c["attacks"]
+
+
+def _strongest_of(p: dict[str, Any]) -> tuple | None:
+    s = p.get("STRONGEST")
+    return ([s["steps"], s["eot"]], s["eps"], s["attacks"]) if s else None
 
 
 def _study_eps_max(p: dict[str, Any]) -> float:

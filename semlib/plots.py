@@ -165,14 +165,18 @@ def certified_curves(df: pd.DataFrame, title: str | None = None, xlabel: str = "
 def convergence(df: pd.DataFrame, title: str | None = None):
     """Robust accuracy (percent, Clopper-Pearson band) against attack iterations, against EOT
     samples and, where the sweep has it, against both raised together (EOT passes per attack
-    run), one line per model (:func:`semlib.robust.table` of the per-image rows of
-    :func:`semlib.robust.convergence` by label, sweep and value)."""
+    run) and, where it has one, at the plateau's budget S x E with each axis doubled, one line per
+    model (:func:`semlib.robust.table` of the per-image rows of :func:`semlib.robust.convergence`
+    by label, sweep and value)."""
     _style()
     panels = [("steps", "APGD iterations"), ("eot", "EOT samples per iteration"),
-              ("joint", "both raised: iterations x EOT samples")]
-    panels = [p for p in panels if p[0] != "joint" or (df.sweep == "joint").any()]
+              ("joint", "both raised: iterations x EOT samples"), ("plateau_steps", "at the plateau's budget")]
+    panels = [p for p in panels if p[0] in ("steps", "eot") or (df.sweep == p[0]).any()]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), sharey=True)
     for ax, (sweep, label) in zip(axes, panels):
+        if sweep == "plateau_steps":
+            _plateau(ax, df, label)
+            continue
         for model, g in df[df.sweep == sweep].groupby("label", sort=False):
             g = g.sort_values("value")
             line, = ax.plot(g.value, g.robust, marker="o", label=model)
@@ -185,6 +189,21 @@ def convergence(df: pd.DataFrame, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _plateau(ax, df: pd.DataFrame, label: str) -> None:
+    """Robust accuracy at S x E, 2S x E and S x 2E per model (a deterministic one: the first two)."""
+    ticks = []
+    for model, g in df[df.sweep.isin(["plateau_steps", "plateau_eot"])].groupby("label", sort=False):
+        s, e = (g[g.sweep == k].sort_values("value") for k in ("plateau_steps", "plateau_eot"))
+        points = pd.concat([s, e.iloc[1:]])
+        ax.errorbar(range(len(points)), points.robust, yerr=[points.robust - points.robust_lo,
+                    points.robust_hi - points.robust], marker="o", capsize=3, label=model)
+        if len(e) == 2 and not ticks:
+            (a, b), (c, d) = s.value, e.value
+            ticks = [f"{a} x {c}", f"{b} x {c}", f"{a} x {d}"]
+    ax.set_xticks(range(len(ticks)), ticks)
+    ax.set_xlabel(f"{label}: iterations x EOT samples")
 
 
 VERDICT_COLORS = {"supported": "#2a9d8f", "contradicted": "#e76f51", "equivalent": "#457b9d",

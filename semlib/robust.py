@@ -266,20 +266,25 @@ def budget(norm: str, eps: float) -> str:
 
 def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, steps: list[int], eots: list[int],
                 progress: bool = True, executor: Executor | None = None,
-                joint: list[tuple[int, int]] = ()) -> pd.DataFrame:
+                joint: list[tuple[int, int]] = (), plateau: tuple[int, int] | None = None) -> pd.DataFrame:
     """Per-image :func:`study_rows` against the attack's iterations (at ``cfg.eot``), against
     its EOT samples (at ``cfg.steps``) and, for each ``(steps, eot)`` of ``joint``, with both
     raised together (the strongest attacks: one axis at a time cannot show that their
-    combination gains nothing), with ``sweep`` (``steps``, ``eot`` or ``joint``) and ``value``
-    (the iterations, the samples, or for ``joint`` the EOT passes per attack run, steps x eot;
-    :func:`table` by ``["label", "sweep", "value"]`` gives robust accuracy per point);
-    deterministic models have no EOT or joint sweep (one pass is exact); ``executor`` as in
-    :func:`study_rows`."""
+    combination gains nothing) and, at ``plateau`` ``(S, E)``, doubling each (``plateau_steps``:
+    S, 2S at E; ``plateau_eot``: E, 2E at S), with ``sweep`` and ``value`` (the iterations, the
+    samples, or for ``joint`` the EOT passes per attack run, steps x eot; :func:`table` by
+    ``["label", "sweep", "value"]`` gives robust accuracy per point); deterministic models have no
+    EOT, joint or ``plateau_eot`` sweep (one pass is exact); ``executor`` as in :func:`study_rows`."""
     noisy = {k: m for k, m in models.items() if not deterministic(m)}
     points = [(sweep, int(v), models if sweep == "steps" else noisy, replace(cfg, **{sweep: int(v)}))
               for sweep, values in (("steps", steps), ("eot", eots)) for v in values]
     points += [("joint", int(s) * int(e), noisy, replace(cfg, steps=int(s), eot=int(e))) for s, e in joint]
+    if plateau is not None:
+        s, e = map(int, plateau)
+        points += [("plateau_steps", k * s, models, replace(cfg, steps=k * s, eot=e)) for k in (1, 2)]
+        points += [("plateau_eot", k * e, noisy, replace(cfg, steps=s, eot=k * e)) for k in (1, 2)]
     points = [p for p in points if p[2]]
-    precompute(study, [(chosen, c) for _, _, chosen, c in points], executor, progress)
+    jobs = {(tuple(chosen), repr(c)): (chosen, c) for _, _, chosen, c in points}  # a point in two sweeps runs once
+    precompute(study, list(jobs.values()), executor, progress)
     return pd.concat([study_rows(study, chosen, c, progress).assign(sweep=sweep, value=v)
                       for sweep, v, chosen, c in points], ignore_index=True)

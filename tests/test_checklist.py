@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from semlib import checklist
-from semlib.claims import Claim, Plan
 
 CEIL = 0.5
 RATIO = {  # distortion multiplier of each curve against A's (a curve needing more is weaker)
@@ -93,9 +92,9 @@ def test_checks_find_what_was_built_in(outputs):
     assert by["unbounded_succeeds", "SEM"] == ["pass"] and by["unbounded_succeeds", "F"] == ["fail"]
     ratio = t[(t.check == "whitebox_vs_transfer")].estimate.tolist()
     assert ratio == pytest.approx([2.0, 0.5], rel=1e-6)
-    budget = t.check == "budget_converged"  # these synthetic rows carry no budgets: its own test below
+    budget = t.check.isin(["budget_converged", "plateau"])  # these synthetic rows carry no budgets: own tests below
     assert set(t[~budget].status) == {"pass", "fail"} and (t.evidence.str.len() > 10).all()
-    assert t[budget].status.tolist() == ["no evidence"]
+    assert t[budget].status.tolist() == ["no evidence"] * 2
 
 
 def test_missing_outputs_are_no_evidence(tmp_path):
@@ -165,37 +164,6 @@ def test_images_missing_at_a_sweep_value_are_left_out_and_said(tmp_path):
     assert row.n == N_CONV - 5 and "5 images missing at some value left out" in row.evidence
 
 
-def test_qualify_keeps_a_verdict_only_where_the_named_attacks_converged():
-    plan = Plan([Claim("needs", "t", "f", "06b_adaptive", [("F", ">", "SEM")], [("apgd", "untargeted")],
-                       converged=["SEM", "F"]),
-                 Claim("free", "t", "f", "03_whitebox_transfer", [("H", ">", "I")], [("bim", "untargeted")]),
-                 Claim("absent", "t", "f", "06b_adaptive", [("G", ">", "SEM")], [("apgd", "untargeted")],
-                       converged=["SEM", "G"])])
-    ledger = pd.DataFrame({"claim": ["needs", "free", "absent"], "verdict": ["supported", "supported", "not computed"],
-                           "comparisons": ["F > SEM: ... -> supported", "H > I: ...", ""], "notes": ["", "kept", ""]})
-    checks = pd.DataFrame({"check": ["converged"] * 3 + ["budget_converged"] * 3 + ["asr_reaches_one"],
-                           "defense": ["SEM", "F", "G"] * 2 + ["SEM"],
-                           "status": ["fail", "pass", "pass", "pass", "pass", "pass", "fail"]})
-    q = checklist.qualify(ledger, plan, checks).set_index("claim")
-    assert q.at["needs", "verdict"] == "not evaluable"
-    assert "SEM (converged fail)" in q.at["needs", "notes"] and "F (" not in q.at["needs", "notes"]
-    assert "say supported" in q.at["needs", "notes"]  # the budget's own verdict stays readable
-    assert q.at["needs", "comparisons"] == "attack not converged on SEM; at the budget run: F > SEM: ... -> supported"
-    assert (q.at["free", "verdict"], q.at["free", "notes"]) == ("supported", "kept")
-    details = pd.DataFrame({"claim": ["needs", "free"], "verdict": ["supported", "supported"]})
-    gated = checklist.qualify_comparisons(details, plan, checks)  # the ledger figure shows the gate too
-    assert list(gated.verdict) == ["not evaluable", "supported"] and list(gated.budget_verdict) == ["supported"] * 2
-    assert q.at["absent", "verdict"] == "not computed"  # nothing to qualify
-    assert list(ledger.verdict) == ["supported", "supported", "not computed"]  # the input is not changed
-    passed = checks.assign(status="pass")
-    assert checklist.qualify(ledger, plan, passed).equals(ledger)  # converged everywhere: nothing changes
-    no_sweep = checks[checks.defense != "F"]  # F's convergence never measured: no evidence, not a pass
-    assert "F (no evidence)" in checklist.qualify(ledger, plan, no_sweep).set_index("claim").at["needs", "notes"]
-    table_short = passed.assign(status=np.where(passed.check == "budget_converged", "fail", "pass"))
-    q = checklist.qualify(ledger, plan, table_short).set_index("claim")  # the sweep converged, the table's budget not
-    assert q.at["needs", "verdict"] == "not evaluable" and "F (budget_converged fail)" in q.at["needs", "notes"]
-
-
 def test_the_tables_budget_is_judged_against_the_sweeps_largest(tmp_path):
     """A table run at 20 x 4 where the sweep's largest budgets leave fewer images robust fails;
     one equal to them passes; a table budget that is no point of the sweep is no evidence."""
@@ -223,3 +191,32 @@ def test_the_tables_budget_is_judged_against_the_sweeps_largest(tmp_path):
     sem = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"]).loc[("budget_converged", "SEM")]
     assert sem.status == "fail" and sem.estimate == pytest.approx(16.0)  # 42% -> 26% at 400 x 32
     assert "joint 400 x 32: 42.0 -> 26.0 %" in sem.evidence
+
+
+def test_the_plateau_is_each_axis_doubled_at_the_strongest_budget(tmp_path):
+    """``plateau``: at S x E, doubling the iterations and doubling the EOT samples must each leave
+    robust accuracy unchanged (< 1 point); one image lost on either axis fails; a deterministic
+    model has only the iterations; without plateau rows the check is "no evidence"."""
+    def at(label, sweep, steps, eot, robust, n=50):  # the first ``robust`` images robust
+        return pd.DataFrame({"example": np.arange(n), "label": label, "sweep": sweep, "steps": steps, "eot": eot,
+                             "value": steps if sweep == "plateau_steps" else eot, "robust": np.arange(n) < robust})
+    base = {"SEM": 11, "F": 7, "H": 4}
+    rows = [at(m, "plateau_steps", 800, 32, k) for m, k in base.items()] + [at("SEM", "plateau_steps", 1600, 32, 11),
+            at("F", "plateau_steps", 1600, 32, 7), at("H", "plateau_steps", 1600, 32, 4)]
+    rows += [at(m, "plateau_eot", 800, 32, base[m]) for m in ("SEM", "F")]
+    rows += [at("SEM", "plateau_eot", 800, 64, 10), at("F", "plateau_eot", 800, 64, 7)]
+    (tmp_path / "06b_adaptive" / "p").mkdir(parents=True)
+    pd.concat(rows).to_csv(tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
+    t = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"])
+    sem, f, h = (t.loc[("plateau", m)] for m in ("SEM", "F", "H"))
+    assert sem.status == "fail" and sem.estimate == pytest.approx(2.0) and sem.n == 50  # one image of 50 at 800 x 64
+    assert "800 x 32 -> 800 x 64: 11 -> 10 of 50 robust (0 only at the larger, 1 only at the smaller)" in sem.evidence
+    assert "800 x 32 -> 1600 x 32: 11 -> 11 of 50" in sem.evidence
+    assert f.status == "pass" and f.estimate == 0 and "deterministic" not in f.evidence
+    assert h.status == "pass" and "deterministic" in h.evidence and "x 64" not in h.evidence
+    # one image swapped (robust only at the larger on one, only at the smaller on another): the net move counts
+    swap = at("F", "plateau_eot", 800, 64, 8).assign(robust=lambda d: d.robust & (d.example != 0))
+    pd.concat(rows[:-1] + [swap]).to_csv(tmp_path / "06b_adaptive" / "p" / "tab_convergence_rows.csv", index=False)
+    f = checklist.run(tmp_path, "p", ceiling=CEIL).set_index(["check", "defense"]).loc[("plateau", "F")]
+    assert f.status == "pass" and "(1 only at the larger, 1 only at the smaller)" in f.evidence
+    assert checklist.run(tmp_path / "none", "p", ceiling=CEIL).set_index("check").loc["plateau", "status"] == "no evidence"

@@ -145,18 +145,22 @@ def test_robust_rows_on_the_pool_are_byte_identical_to_serial(smoke_zoo, data_di
         models = robust.defense_models(study, ["SEM", "F", "H"])
         rows = [robust.study_rows(study, models, c, progress=False, executor=ex) for c in rcfgs]
         conv = robust.convergence(study, models, rcfgs[0], [1, 2], [1, 2], progress=False, executor=ex,
-                                  joint=[(1, 2), (2, 2)])
+                                  joint=[(1, 2), (2, 2)], plateau=(2, 1))
         out[name] = (rows, conv)
     assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "local")
     assert all(a.equals(b) for a, b in zip(out["serial"][0], out["local"][0])) and out["serial"][1].equals(out["local"][1])
     # models x 2 shards: two budgets (3 models each), the sweep's new points steps 1 (3), eot 2 (SEM, F; H is
     # deterministic) and joint 1 x 2 (SEM, F); steps 2, eot 1 are the first budget's own rows and joint 2 x 2 is
-    # eot 2's point, each cached once
-    assert len(_csvs(tmp_path / "local")) == (3 + 3 + 3 + 2 + 2) * 2
+    # eot 2's point, each cached once; the plateau at 2 x 1 adds only 4 x 1 (3; its 2 x 1 and 2 x 2 are cached)
+    assert len(_csvs(tmp_path / "local")) == (3 + 3 + 3 + 2 + 2 + 3) * 2
     conv = out["local"][1]
     joint = conv[conv.sweep == "joint"]
     assert set(joint.label) == {"SEM", "F"} and (joint.value == joint.steps * joint.eot).all()
     same = conv[(conv.sweep == "eot") & (conv.value == 2) & (conv.label != "H")].drop(columns=["sweep", "value"])
     assert same.reset_index(drop=True).equals(joint[joint.value == 4].drop(columns=["sweep", "value"]).reset_index(drop=True))
+    plateau = conv[conv.sweep.str.startswith("plateau")].groupby(["sweep", "label"]).apply(
+        lambda g: sorted(zip(g.steps, g.eot)), include_groups=False).to_dict()
+    assert plateau == {("plateau_steps", m): [(2, 1)] * 8 + [(4, 1)] * 8 for m in "SEM F H".split()} | {
+        ("plateau_eot", m): [(2, 1)] * 8 + [(2, 2)] * 8 for m in ("SEM", "F")}  # H: one EOT pass is exact
     whole = pd.concat(out["local"][0])
     assert whole.robust.sum() < whole.clean_correct.sum()  # the large budget breaks what was correct: a real run

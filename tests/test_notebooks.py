@@ -127,8 +127,10 @@ def test_06b_adaptive_runs_on_smoke(data_dir):
                                          "convergence_rows")
     assert set(tab.label) == {"SEM", "F", "G", "H", "I", "RSE", "ADP"} and (tab.images == 4).all()
     assert (rows.robust <= rows.clean_correct).all() and (tab.robust <= tab.clean).all()
-    assert set(conv.sweep) == {"steps", "eot", "joint"}
+    assert set(conv.sweep) == {"steps", "eot", "joint", "plateau_steps", "plateau_eot"}
     assert set(conv[conv.sweep == "eot"].label) == set(conv[conv.sweep == "joint"].label) == {"SEM", "F", "G"}
+    plateau = conv_rows[conv_rows.sweep.str.startswith("plateau")]  # STRONGEST's 2 x 2, each axis doubled
+    assert set(zip(plateau.steps, plateau.eot)) == {(2, 2), (4, 2), (2, 4)}
     joint = conv_rows[conv_rows.sweep == "joint"]
     assert sorted(set(joint.value)) == [1, 4] and (joint.value == joint.steps * joint.eot).all()  # [[1, 1], [2, 2]]
     # the table counts the per-image rows it was made of
@@ -161,6 +163,9 @@ def test_07_claims_runs_on_smoke(data_dir):
     if not (converged == "pass").all():
         assert (adaptive.verdict == "not evaluable").all(), adaptive
         assert adaptive.comparisons.str.startswith("attack not converged on ").all(), adaptive.comparisons
+    plateau = checks[checks.check == "plateau"].set_index("defense").status.reindex(["SEM", "F", "G"])
+    strongest = ledger.set_index("claim").loc["adaptive_strongest"]  # waits for the plateau check alone
+    assert plateau.notna().all() and (strongest.verdict == "not evaluable" or (plateau == "pass").all()), strongest
     _figures_exist("07_claims", "ledger")
 
 
