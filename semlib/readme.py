@@ -77,12 +77,14 @@ def block(root: str | Path, preset: str = PRESET) -> str:
                   f"`outputs/07_claims/{preset}/tab_checklist.csv`):", "", _checklist(ledger), ""]
     adaptive = root / "outputs" / "06b_adaptive" / preset
     if (adaptive / "tab_robust_accuracy.csv").is_file():
-        parts += [f"**Robust accuracy at fixed budgets** (the strongest adaptive attack per image; {_run(adaptive)}):",
+        parts += ["**Robust accuracy at fixed budgets** (the strongest adaptive attack per image; images per row in the "
+                  f"table; {_run(adaptive, count=False)}):",
                   "", _robust(adaptive), ""]
     if (adaptive / "tab_strongest.csv").is_file():
-        parts += ["**At the plateau's budget** (APGD-CE with both iterations and EOT samples raised until the "
-                  "convergence sweep's last doubling of iterations changed no image, on more images; an upper bound on robust "
-                  f"accuracy at that budget; images per row in the table; {_run(adaptive, count=False)}):", "",
+        parts += ["**At the plateau's budget** (APGD-CE with iterations and EOT samples raised together until doubling "
+                  "either changed robust accuracy by less than a point on the sweep's images (the checklist's `plateau`), "
+                  "on more images; an upper bound on robust accuracy at that budget; images per row in the table; "
+                  f"{_run(adaptive, count=False)}):", "",
                   _robust(adaptive, "strongest"), ""]
     return "\n".join(parts).rstrip() + "\n"
 

@@ -47,6 +47,7 @@ def test_block_shows_both_robust_accuracy_tables_with_their_budgets(tmp_path):
                                                        "host": {"cpu_capability": "AVX512"}, "metrics": {}}))
     text = readme.block(tmp_path)
     assert "| SEM | linf | 4/255 | 80.0 [71.0, 87.3] | 22.0 [15.5, 29.6] | 150 |" in text
+    assert "images per row in the table; 2026-11-29" in text  # not the notebook's image count: the table's own
     assert "plateau" not in text  # no STRONGEST run: no second table
     pd.DataFrame([{**row, "steps": 800, "eot": 32}]).to_csv(adaptive / "tab_strongest.csv", index=False)
     text = readme.block(tmp_path)
