@@ -245,8 +245,7 @@ def _plateau(rows: pd.DataFrame | None) -> list[dict]:
     for label, g in at.groupby("label", sort=False):
         moves, worst, n = [], 0.0, []
         for sweep, s in g.groupby("sweep", sort=False):  # robust per image at the budget and at its doubling
-            wide = s.drop_duplicates(["example", "steps", "eot"]).pivot(index="example", columns=["steps", "eot"],
-                                                                        values="robust").sort_index(axis=1).dropna()
+            wide = s.pivot(index="example", columns=["steps", "eot"], values="robust").sort_index(axis=1).dropna()
             (a, b), robust = wide.columns, wide.astype(bool)
             drop = 100 * (robust[a].mean() - robust[b].mean())
             worst, n = max(worst, abs(drop)), n + [len(robust)]

@@ -246,8 +246,9 @@ def precompute(study, jobs: list[tuple[dict[str, torch.nn.Module], RobustConfig]
         return
     own = lambda models: [n for n, m in models.items() if n in DEFENSES and m is defense_models(study, [n])[n]]  # noqa: E731
     longest_first = sorted(jobs, key=lambda job: -job[1].steps * job[1].eot)  # so no worker is left with the 200-step one
-    tasks = [(study.recipe(), own(models), asdict(cfg), sl.start, sl.stop) for models, cfg in longest_first
-             for sl in study.shards()]
+    tasks = {repr(t): t for t in [(study.recipe(), own(models), asdict(cfg), sl.start, sl.stop)
+                                  for models, cfg in longest_first for sl in study.shards()]}  # a job given twice runs once
+    tasks = list(tasks.values())
     runner.run(shard_task, [t for t in tasks if t[1]], executor, desc="robust accuracy shards", progress=progress)
 
 
@@ -284,7 +285,6 @@ def convergence(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, st
         points += [("plateau_steps", k * s, models, replace(cfg, steps=k * s, eot=e)) for k in (1, 2)]
         points += [("plateau_eot", k * e, noisy, replace(cfg, steps=s, eot=k * e)) for k in (1, 2)]
     points = [p for p in points if p[2]]
-    jobs = {(tuple(chosen), repr(c)): (chosen, c) for _, _, chosen, c in points}  # a point in two sweeps runs once
-    precompute(study, list(jobs.values()), executor, progress)
+    precompute(study, [(chosen, c) for _, _, chosen, c in points], executor, progress)
     return pd.concat([study_rows(study, chosen, c, progress).assign(sweep=sweep, value=v)
                       for sweep, v, chosen, c in points], ignore_index=True)
