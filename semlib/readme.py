@@ -82,8 +82,9 @@ def block(root: str | Path, preset: str = PRESET) -> str:
                   "", _robust(adaptive), ""]
     if (adaptive / "tab_strongest.csv").is_file():
         parts += ["**At the plateau's budget** (APGD-CE with iterations and EOT samples raised together until doubling "
-                  "either changed robust accuracy by less than a point on the sweep's images (the checklist's `plateau`), "
-                  "on more images; an upper bound on robust accuracy at that budget; images per row in the table; "
+                  "either changed robust accuracy by less than a point on the sweep's images (the checklist's `plateau`, "
+                  "for the defenses the sweep runs; the same budget for the others, a deterministic one with one EOT "
+                  "sample), on more images; an upper bound on robust accuracy at that budget; images per row in the table; "
                   f"{_run(adaptive, count=False)}):", "",
                   _robust(adaptive, "strongest"), ""]
     return "\n".join(parts).rstrip() + "\n"

@@ -213,8 +213,8 @@ def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, tor
 def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True,
                executor: Executor | None = None, shards: list[slice] | None = None) -> pd.DataFrame:
     """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
-    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot``.
-    ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
+    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot`` (the
+    samples it took: 1 for a deterministic model). ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
     if executor is not None:
         precompute(study, [(models, cfg)], executor, progress)
     labels = {id(m): label for label, m in models.items()}
@@ -230,7 +230,8 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
     rows = per_model(study, models, key, compute, f"robust accuracy {budget(cfg.norm, cfg.eps)}", progress, streams=True,
                      channels_last=cfg.channels_last, shards=shards)
     # curve columns as the claims ledger selects them: scenario = the defense, goal = the budget
-    return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=cfg.eot, scenario=rows.label, variant="sem",
+    eot = rows.label.map({label: 1 if deterministic(m) else cfg.eot for label, m in models.items()})
+    return rows.assign(eps=cfg.eps, norm=cfg.norm, steps=cfg.steps, eot=eot, scenario=rows.label, variant="sem",
                        attack="robust", goal=budget(cfg.norm, cfg.eps))
 
 

@@ -138,7 +138,7 @@ def test_robust_rows_on_the_pool_are_byte_identical_to_serial(smoke_zoo, data_di
     from semlib import robust
 
     cfg = StudyConfig.from_dict({**SMALL, "n_images": 8, "shard_size": 4, "judge_n": 32})  # the smoke zoo is right on 1 of 8
-    rcfgs = [robust.RobustConfig(eps=e, steps=2, eot=1, targets=1, votes=2, judge=cfg.judge()) for e in (0.02, 0.5)]
+    rcfgs = [robust.RobustConfig(eps=e, steps=2, eot=k, targets=1, votes=2, judge=cfg.judge()) for e, k in ((0.02, 1), (0.5, 2))]
     out = {}
     for name, ex in (("serial", None), ("local", LOCAL)):
         study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / name)
@@ -162,5 +162,6 @@ def test_robust_rows_on_the_pool_are_byte_identical_to_serial(smoke_zoo, data_di
         lambda g: sorted(zip(g.steps, g.eot)), include_groups=False).to_dict()
     assert plateau == {("plateau_steps", m): [(2, 1)] * 8 + [(4, 1)] * 8 for m in "SEM F H".split()} | {
         ("plateau_eot", m): [(2, 1)] * 8 + [(2, 2)] * 8 for m in ("SEM", "F")}  # H: one EOT pass is exact
+    assert out["local"][0][1].groupby("label").eot.unique().map(list).to_dict() == {"SEM": [2], "F": [2], "H": [1]}
     whole = pd.concat(out["local"][0])
     assert whole.robust.sum() < whole.clean_correct.sum()  # the large budget breaks what was correct: a real run
