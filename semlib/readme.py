@@ -87,6 +87,9 @@ def block(root: str | Path, preset: str = PRESET) -> str:
                   "sample), on more images; an upper bound on robust accuracy at that budget; images per row in the table; "
                   f"{_run(adaptive, count=False)}):", "",
                   _robust(adaptive, "strongest"), ""]
+    if (adaptive / "tab_worst_case.csv").is_file():
+        parts += ["**The worst case per image** (robust only where the fixed-budget attacks and the plateau's budget both "
+                  f"failed, on the images both ran; {_run(adaptive, count=False)}):", "", _robust(adaptive, "worst_case"), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -1,37 +1,35 @@
-"""Robust accuracy at a fixed budget, in the format researchers know (RobustBench): per image,
-the defense's clean Monte-Carlo verdict and whether the strongest of several attacks finds a
-point the defense's own rule calls adversarial. One attack run per image and attack (no eps
-search).
+"""Robust accuracy at a fixed budget, in the format researchers know (RobustBench): per image, the defense's
+clean Monte-Carlo verdict and whether the strongest of several attacks finds a point the defense's own rule
+calls adversarial. One attack run per image and attack (no eps search).
 
-The attacks (AutoAttack's white-box part for randomized defenses, Croce et al. 2022, plus a
-loss aimed at the Monte-Carlo rule), each with EOT over the defense's randomness and success
-judged at every iterate with fresh votes (:class:`semlib.attacks.APGD` ``success``):
+The attacks (AutoAttack's white-box part for randomized defenses, Croce et al. 2022, plus a loss aimed at
+the Monte-Carlo rule), each with EOT over the defense's randomness and success judged at every iterate with
+fresh votes (:class:`semlib.attacks.APGD` ``success``):
 
 ``apgd-ce``
     untargeted APGD on the cross-entropy;
 ``apgd-dlr-t``
-    targeted APGD on the DLR loss, once per target: the ``targets`` classes other than the
-    label with the largest mean soft vote on the clean image;
+    targeted APGD on the DLR loss, once per target: the ``targets`` classes other than the label with the
+    largest mean soft vote on the clean image;
 ``apgd-vote``
     untargeted APGD on the soft-vote margin of the best wrong class (``attack_loss`` ``vote``);
 ``apgd-expected``
-    (a SEM only) untargeted APGD-CE on the SEM's expected logits over its draws, every
-    sub-model of the collection weighted by its probability of being drawn (:func:`surrogate`);
+    (a SEM only) untargeted APGD-CE on the SEM's expected logits over its draws, every sub-model of the
+    collection weighted by its probability of being drawn (:func:`surrogate`);
 ``apgd-plain``
-    (a SEM only) the same on its unsmoothed sub-models alone: noise-free gradients aimed at the
-    draws that include them (their logits are not blurred by noise).
+    (a SEM only) the same on its unsmoothed sub-models alone: noise-free gradients aimed at the draws that
+    include them (their logits are not blurred by noise).
 
-A success is accepted when a second, independent judgement of the same point agrees: with
-one look per iterate, a robust image whose best wrong class gets a vote share below alpha would
-be called broken by chance at one of the ~100 looks of a run far more often than at one
-(``unconfirmed`` counts the looks the second judgement overruled). The clean verdict comes from
-streams of its own (the model and the judge, not the budget), so every budget and sweep point
-starts from the same clean images.
+A success is accepted when a second, independent judgement of the same point agrees: with one look per iterate,
+a robust image whose best wrong class gets a vote share below alpha would be called broken by chance at one of
+the ~100 looks of a run far more often than at one (``unconfirmed`` counts the looks the second judgement
+overruled). The clean verdict comes from streams of its own (the model and the judge, not the budget), so every
+budget and sweep point starts from the same clean images.
 
-An image is robust when it is classified correctly (Monte-Carlo rule, abstention counts as
-an error) and every attack fails; each attack only sees the images still robust (the
-strongest per image is kept). Deterministic models get one pass per step and one vote. An
-attack that does not apply to a model (the SEM-only ones) is skipped for it.
+An image is robust when it is classified correctly (Monte-Carlo rule, abstention counts as an error) and
+every attack fails; each attack only sees the images still robust (the strongest per image is kept).
+Deterministic models get one pass per step and one vote; an attack that does not apply (the SEM-only
+ones) is skipped. :func:`worst_case` joins two evaluations of the same images.
 """
 from __future__ import annotations
 
@@ -198,6 +196,17 @@ def table(rows: pd.DataFrame, by: str | list[str] = "model", ci_alpha: float = 0
         rec.update(images=n, **{f"broken_by_{a}": int((g.broken_by == a).sum()) for a in ATTACKS})
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def worst_case(rows: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Per defense and image both have, robust only where ``rows`` (one norm and eps) and ``other`` at that norm
+    and eps both left it robust (RobustBench's worst case over attacks and budgets); ``broken_by``: ``rows``' first."""
+    other = other[other.norm.isin(rows.norm) & other.eps.isin(rows.eps)]
+    both = pd.concat([rows, other])[["label", "norm", "eps", "example", "clean_correct", "robust", "broken_by"]]
+    both = both[both.groupby(["label", "example"]).robust.transform("size") == 2].fillna({"broken_by": ""})
+    return both.groupby(["label", "norm", "eps", "example"], sort=False).agg(
+        clean_correct=("clean_correct", "all"), robust=("robust", "all"),
+        broken_by=("broken_by", lambda b: next((a for a in b if a), ""))).reset_index()
 
 
 def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, torch.nn.Module]:

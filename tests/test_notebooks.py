@@ -139,6 +139,10 @@ def test_06b_adaptive_runs_on_smoke(data_dir):
     strong_rows, strong = _tables("06b_adaptive", "strongest_rows", "strongest")  # the plateau's budget, 2 x 2
     assert set(strong.label) == {"SEM", "F", "G"} and (strong.images == 4).all() and (strong_rows.steps == 2).all()
     assert (strong_rows.sweep == "joint").all() and (strong_rows.value == 4).all()
+    worst, = _tables("06b_adaptive", "worst_case")  # robust at neither budget is robust in the worst case
+    at = tab[(tab.norm == "linf") & np.isclose(tab.eps, strong.eps.iloc[0])].set_index("label").robust
+    assert set(worst.label) == {"SEM", "F", "G"} and (worst.images == 4).all()
+    assert (worst.set_index("label").robust <= np.minimum(strong.set_index("label").robust, at.loc[worst.label])).all()
     _figures_exist("06b_adaptive", "adaptive", "convergence")
 
 

@@ -1,12 +1,13 @@
 """Robust accuracy at a fixed budget (semlib.robust): analytic cases on a linear model, the
 strongest attack per image, a defense no attack can move, and the table's intervals."""
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from semlib.ensemble import StochasticEnsemble
 from semlib.judge import JudgeConfig
-from semlib.robust import RobustConfig, evaluate, surrogate, table
+from semlib.robust import RobustConfig, evaluate, surrogate, table, worst_case
 from semlib.smoothing import NoisyClassifier
 
 
@@ -166,6 +167,29 @@ def test_table_has_clopper_pearson_bounds():
     assert t.loc["a", "robust_hi"] == pytest.approx(81.29, abs=0.01)
     assert t.loc["b", "clean"] == 50 and t.loc["b", "robust_hi"] == pytest.approx(60.24, abs=0.01)
     assert t.loc["a", "broken_by_apgd-ce"] == 5
+
+
+def test_the_worst_case_is_robust_only_where_both_evaluations_failed():
+    """Per defense and image both have: robust = both robust; the other budget's rows and the
+    images only one side has are left out; broken_by names the first attack that broke it."""
+    eps = 4 / 255
+
+    def rows(label, norm, e, robust, broken):
+        return pd.DataFrame({"label": label, "norm": norm, "eps": e, "example": range(len(robust)),
+                             "clean_correct": True, "robust": robust, "broken_by": broken})
+
+    strong = pd.concat([rows("SEM", "linf", eps, [True, True, False, False], ["", "", "apgd-ce", "apgd-ce"]),
+                        rows("F", "linf", eps, [True, False], ["", "apgd-ce"])])
+    table_rows = pd.concat([rows("SEM", "linf", eps, [True, False, True, False, True], ["", "apgd-dlr-t", "", "apgd-vote", ""]),
+                            rows("SEM", "linf", 8 / 255, [False] * 5, ["apgd-ce"] * 5),
+                            rows("SEM", "l2", eps, [False] * 5, ["apgd-ce"] * 5),
+                            rows("F", "linf", eps, [True, True, True], [""] * 3)])
+    w = worst_case(strong, table_rows)
+    assert w.groupby("label").example.apply(list).to_dict() == {"SEM": [0, 1, 2, 3], "F": [0, 1]}
+    assert w[w.label == "SEM"].robust.tolist() == [True, False, False, False]
+    assert w[w.label == "SEM"].broken_by.tolist() == ["", "apgd-dlr-t", "apgd-ce", "apgd-ce"]
+    assert w[w.label == "F"].robust.tolist() == [True, False] and set(w.eps) == {eps} and set(w.norm) == {"linf"}
+    assert table(w, ["label", "norm", "eps"]).set_index("label").robust.to_dict() == {"SEM": 25.0, "F": 50.0}
 
 
 def test_bad_settings_are_refused():
