@@ -199,12 +199,12 @@ def table(rows: pd.DataFrame, by: str | list[str] = "model", ci_alpha: float = 0
 
 
 def worst_case(rows: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """Per defense and image both have, robust only where ``rows`` (one norm and eps) and ``other`` at that norm
-    and eps both left it robust (RobustBench's worst case over attacks and budgets); ``broken_by``: ``rows``' first."""
-    other = other[other.norm.isin(rows.norm) & other.eps.isin(rows.eps)]
-    both = pd.concat([rows, other])[["label", "norm", "eps", "example", "clean_correct", "robust", "broken_by"]]
-    both = both[both.groupby(["label", "example"]).robust.transform("size") == 2].fillna({"broken_by": ""})
-    return both.groupby(["label", "norm", "eps", "example"], sort=False).agg(
+    """Per defense, budget (norm, eps) and image both have, robust only where ``rows`` and ``other`` both left it
+    robust (RobustBench's worst case over attacks and iteration budgets); ``broken_by``: ``rows``' first."""
+    key = ["label", "norm", "eps", "example"]
+    both = pd.concat([rows, other])[[*key, "clean_correct", "robust", "broken_by"]]
+    both = both[both.groupby(key).robust.transform("size") == 2].fillna({"broken_by": ""})
+    return both.groupby(key, sort=False).agg(
         clean_correct=("clean_correct", "all"), robust=("robust", "all"),
         broken_by=("broken_by", lambda b: next((a for a in b if a), ""))).reset_index()
 

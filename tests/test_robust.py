@@ -170,8 +170,8 @@ def test_table_has_clopper_pearson_bounds():
 
 
 def test_the_worst_case_is_robust_only_where_both_evaluations_failed():
-    """Per defense and image both have: robust = both robust; the other budget's rows and the
-    images only one side has are left out; broken_by names the first attack that broke it."""
+    """Per defense, budget and image both have: robust = both robust; budgets and images only one
+    side has are left out; broken_by names the first attack that broke it."""
     eps = 4 / 255
 
     def rows(label, norm, e, robust, broken):
@@ -179,17 +179,22 @@ def test_the_worst_case_is_robust_only_where_both_evaluations_failed():
                              "clean_correct": True, "robust": robust, "broken_by": broken})
 
     strong = pd.concat([rows("SEM", "linf", eps, [True, True, False, False], ["", "", "apgd-ce", "apgd-ce"]),
-                        rows("F", "linf", eps, [True, False], ["", "apgd-ce"])])
+                        rows("F", "linf", eps, [True, False], ["", "apgd-ce"]),
+                        rows("SEM", "l2", eps, [True, True], ["", ""])])  # a second budget pairs with its own
     table_rows = pd.concat([rows("SEM", "linf", eps, [True, False, True, False, True], ["", "apgd-dlr-t", "", "apgd-vote", ""]),
                             rows("SEM", "linf", 8 / 255, [False] * 5, ["apgd-ce"] * 5),
                             rows("SEM", "l2", eps, [False] * 5, ["apgd-ce"] * 5),
                             rows("F", "linf", eps, [True, True, True], [""] * 3)])
     w = worst_case(strong, table_rows)
-    assert w.groupby("label").example.apply(list).to_dict() == {"SEM": [0, 1, 2, 3], "F": [0, 1]}
-    assert w[w.label == "SEM"].robust.tolist() == [True, False, False, False]
-    assert w[w.label == "SEM"].broken_by.tolist() == ["", "apgd-dlr-t", "apgd-ce", "apgd-ce"]
-    assert w[w.label == "F"].robust.tolist() == [True, False] and set(w.eps) == {eps} and set(w.norm) == {"linf"}
-    assert table(w, ["label", "norm", "eps"]).set_index("label").robust.to_dict() == {"SEM": 25.0, "F": 50.0}
+    assert w.groupby(["label", "norm"]).example.apply(list).to_dict() == {
+        ("SEM", "linf"): [0, 1, 2, 3], ("SEM", "l2"): [0, 1], ("F", "linf"): [0, 1]}
+    sem = w[(w.label == "SEM") & (w.norm == "linf")]
+    assert sem.robust.tolist() == [True, False, False, False] and set(w.eps) == {eps}
+    assert sem.broken_by.tolist() == ["", "apgd-dlr-t", "apgd-ce", "apgd-ce"]
+    assert w[w.label == "F"].robust.tolist() == [True, False]
+    assert w[w.norm == "l2"].robust.tolist() == [False, False] and w[w.norm == "l2"].broken_by.tolist() == ["apgd-ce"] * 2
+    assert table(w, ["label", "norm"]).set_index(["label", "norm"]).robust.to_dict() == {
+        ("SEM", "linf"): 25.0, ("F", "linf"): 50.0, ("SEM", "l2"): 0.0}
 
 
 def test_bad_settings_are_refused():
