@@ -158,9 +158,10 @@ def strongest(rows: pd.DataFrame) -> pd.DataFrame:
                                                                                          goal="plateau budget")
 
 
-def panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]], value: str) -> tuple[pd.DataFrame, list[str]]:
-    """``value`` per image (index) and panel (columns) of ``curve``, averaged over its variants
-    if it takes several; and the labels of the curves it averages."""
+def panel_table(rows: pd.DataFrame, curve: Curve, panels: list[tuple[str, str]],
+                value: str | list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``value`` per image (index) and panel (columns; under each value's name for a list) of ``curve``,
+    averaged over its variants if it takes several; and the labels of the curves it averages."""
     keep = curve.select(rows)
     keep = keep[keep[["attack", "goal"]].apply(tuple, axis=1).isin(panels)]
     if keep.empty:
@@ -180,17 +181,15 @@ def distortion_pairs(rows: pd.DataFrame, x: Curve | str, y: Curve | str, panels:
     x, y = as_curve(x), as_curve(y)
     if (x.variant is None) or (y.variant is None):
         raise ValueError("a distortion comparison takes one curve on each side (a variant, not '*')")
-    (tx, lx), (ty, ly) = (panel_table(rows, c, panels, "distortion") for c in (x, y))
-    (cx, _), (cy, _) = (panel_table(rows.assign(clean_correct=rows.clean_correct.astype(float)), c, panels,
-                                    "clean_correct") for c in (x, y))  # NaN where a cell is missing
-    cols = [c for c in tx.columns if c in ty.columns]
+    (tx, lx), (ty, ly) = (panel_table(rows.assign(clean_correct=rows.clean_correct.astype(float)), c, panels,
+                                      ["distortion", "clean_correct"]) for c in (x, y))  # NaN where a cell is missing
+    cols = [c for c in tx["distortion"].columns if c in ty["distortion"].columns]
     both = tx.index.intersection(ty.index)
     if not cols or both.empty:
         raise ValueError(f"curves {x} and {y} share no images on {panels}")
-    pairs = paired.Pairs.from_distortions(*(t.reindex(index=both, columns=cols).to_numpy() for t in (tx, ty)),
-                                          ceiling=ceiling, norm_=norm,
-                                          correct_x=cx.reindex(index=both, columns=cols).to_numpy(),
-                                          correct_y=cy.reindex(index=both, columns=cols).to_numpy())
+    (dx, cx), (dy, cy) = ([t[v].reindex(index=both, columns=cols).to_numpy() for v in ("distortion", "clean_correct")]
+                          for t in (tx, ty))
+    pairs = paired.Pairs.from_distortions(dx, dy, ceiling=ceiling, norm_=norm, correct_x=cx, correct_y=cy)
     return pairs, _name(lx, x), _name(ly, y)
 
 
