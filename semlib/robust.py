@@ -199,14 +199,14 @@ def table(rows: pd.DataFrame, by: str | list[str] = "model", ci_alpha: float = 0
 
 
 def worst_case(rows: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """Per defense, budget (norm, eps) and image both have, robust only where ``rows`` and ``other`` both left it
-    robust (RobustBench's worst case over attacks and iteration budgets); ``broken_by``: ``rows``' first."""
-    key = ["label", "norm", "eps", "example"]
-    both = pd.concat([rows, other])[[*key, "clean_correct", "robust", "broken_by"]]
-    both = both[both.groupby(key).robust.transform("size") == 2].fillna({"broken_by": ""})
-    return both.groupby(key, sort=False).agg(
-        clean_correct=("clean_correct", "all"), robust=("robust", "all"),
-        broken_by=("broken_by", lambda b: next((a for a in b if a), ""))).reset_index()
+    """RobustBench's worst case per (defense, norm, eps, image) both have: robust only where both left it robust."""
+    key, cols = ["label", "norm", "eps", "example"], ["clean_correct", "robust", "broken_by"]
+    b = rows[key + cols].merge(other[key + cols], on=key, suffixes=("", "_2"), validate="one_to_one").fillna(
+        {"broken_by": "", "broken_by_2": ""})
+    if b.empty:
+        raise ValueError("the two evaluations share no (defense, norm, eps, image): run both at one budget on the same images")
+    return b[key].assign(clean_correct=b.clean_correct & b.clean_correct_2, robust=b.robust & b.robust_2,
+                         broken_by=b.broken_by.where(b.broken_by != "", b.broken_by_2))
 
 
 def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, torch.nn.Module]:
@@ -222,8 +222,8 @@ def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, tor
 def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True,
                executor: Executor | None = None, shards: list[slice] | None = None) -> pd.DataFrame:
     """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
-    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot`` (the
-    samples it took: 1 for a deterministic model). ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
+    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot`` (EOT
+    samples per step on the model itself: 1 for a deterministic one). ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
     if executor is not None:
         precompute(study, [(models, cfg)], executor, progress)
     labels = {id(m): label for label, m in models.items()}

@@ -195,6 +195,18 @@ def test_the_worst_case_is_robust_only_where_both_evaluations_failed():
     assert w[w.norm == "l2"].robust.tolist() == [False, False] and w[w.norm == "l2"].broken_by.tolist() == ["apgd-ce"] * 2
     assert table(w, ["label", "norm"]).set_index(["label", "norm"]).robust.to_dict() == {
         ("SEM", "linf"): 25.0, ("F", "linf"): 50.0, ("SEM", "l2"): 0.0}
+    # as read back from CSV (an unbroken image's broken_by is NaN), a clean error on one side only
+    read = strong.assign(broken_by=strong.broken_by.replace("", float("nan")))
+    wrong = (table_rows.label == "F") & (table_rows.example == 0)
+    other = table_rows.assign(clean_correct=~wrong, robust=table_rows.robust & ~wrong)
+    w = worst_case(read, other)
+    f = w[w.label == "F"]
+    assert f.clean_correct.tolist() == [False, True] and f.robust.tolist() == [False, False]
+    assert w[(w.label == "SEM") & (w.norm == "linf")].broken_by.tolist() == ["", "apgd-dlr-t", "apgd-ce", "apgd-ce"]
+    with pytest.raises(pd.errors.MergeError):  # an image twice on one side pairs with nothing in particular
+        worst_case(pd.concat([strong, strong.head(1)]), table_rows)
+    with pytest.raises(ValueError, match="share no"):
+        worst_case(strong.assign(eps=1 / 255), table_rows)
 
 
 def test_bad_settings_are_refused():
