@@ -221,9 +221,9 @@ def defense_models(study, names=DEFENSES, variant: str = "sem") -> dict[str, tor
 
 def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, progress: bool = True,
                executor: Executor | None = None, shards: list[slice] | None = None) -> pd.DataFrame:
-    """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's
-    images, cached per shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot`` (EOT
-    samples per step on the model itself: 1 for a deterministic one). ``executor``: the shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
+    """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's images, cached per
+    shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot`` (samples per step on the model
+    itself: 1 for a deterministic one). ``executor``: shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
     if executor is not None:
         precompute(study, [(models, cfg)], executor, progress)
     labels = {id(m): label for label, m in models.items()}
