@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batching, layout
-from .cache import cached, request_streams, shard_generator
+from .cache import cached, finished, request_streams, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
 from .judge import judge
@@ -62,27 +62,43 @@ def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, prog
     """``compute(model, shard, generator)`` for every model and image shard, cached under
     ``key(label)`` plus the study's settings, with a column ``label``. The generator: per-request
     streams of the shard's images with ``streams`` (:func:`semlib.cache.request_streams`), else
-    one per shard. On each shard the models run together (``StudyConfig.together``: their
-    network calls batched, :mod:`semlib.batching`), each cached as soon as it is done;
-    ``channels_last``: the models run channels_last (strided 1x1 convolutions stay NCHW);
-    ``shards``: only these image shards (default: all the study's)."""
+    one per shard. With ``streams`` the shards of a block (:meth:`semlib.study.Study.blocks`,
+    ``StudyConfig.block`` images) are computed as one batch and cached shard by shard: every draw
+    is the image's own, so the rows are the same up to rounding, and the networks see larger
+    batches. The models run together (``StudyConfig.together``: their network calls batched,
+    :mod:`semlib.batching`), each cached as soon as it is done; ``channels_last``: the models run
+    channels_last (strided 1x1 convolutions stay NCHW); ``shards``: only these image shards
+    (default: all the study's)."""
     jobs = []
     for label, model in models.items():
         draws = {**key(label), "study": study.cfg.curve_fields()}  # seeds the shards
         config = {**draws, "models": study.checkpoints(model)} | ({"draws": "per-request"} if streams else {})
         jobs.append((label, model, draws, config))
     gen = lambda c, sl: request_streams(c, study.ids[sl]) if streams else shard_generator(c, sl, study.device)  # noqa: E731
+    chosen = study.shards() if shards is None else shards
     parts: dict[str, list[pd.DataFrame]] = {label: [] for label, *_ in jobs}
     with layout.channels_last_all([m for _, m, _, _ in jobs], channels_last):
-        for sl in tqdm(study.shards() if shards is None else shards, desc=desc, disable=not progress):
-            tasks = [functools.partial(cached, {**config, "shard": [sl.start, sl.stop]},
-                                       functools.partial(compute, m, sl, gen(draws, sl)), study.cache_dir,
-                                       study.computed_on) for _, m, draws, config in jobs]
-            done = batching.run(tasks, study.cfg.together)
-            for (label, *_), rows in zip(jobs, done):
-                parts[label].append(rows)
+        for group in tqdm(study.blocks(chosen) if streams else [[sl] for sl in chosen], desc=desc, disable=not progress):
+            tasks = [functools.partial(_store_group, study, group, config, functools.partial(compute, m),
+                                       functools.partial(gen, draws)) for _, m, draws, config in jobs]
+            for (label, *_), rows in zip(jobs, batching.run(tasks, study.cfg.together)):
+                parts[label] += rows
     return pd.concat([pd.concat(p, ignore_index=True).assign(label=label) for label, p in parts.items()],
                      ignore_index=True)
+
+
+def _store_group(study, group: list[slice], config: dict, compute, gen) -> list[pd.DataFrame]:
+    """The rows of each shard of ``group`` (consecutive): read from the cache, or computed by
+    one call ``compute(span, gen(span))`` over the span of those the cache lacks (one row per
+    image, in order), split and cached shard by shard (a cached shard inside the span is read)."""
+    configs = [{**config, "shard": [sl.start, sl.stop]} for sl in group]
+    todo = [i for i, c in enumerate(configs) if not finished(c, study.cache_dir)]
+    span = slice(group[todo[0]].start, group[todo[-1]].stop) if todo else None
+    rows = compute(span, gen(span)) if todo else None
+    if rows is not None and len(rows) != span.stop - span.start:
+        raise RuntimeError(f"{len(rows)} rows for the {span.stop - span.start} images {span.start}..{span.stop - 1}")
+    part = lambda sl: rows.iloc[sl.start - span.start:sl.stop - span.start].reset_index(drop=True)  # noqa: E731
+    return [cached(c, functools.partial(part, sl), study.cache_dir, study.computed_on) for c, sl in zip(configs, group)]
 
 
 def certifiable(study, sigma: float) -> dict[str, nn.Module]:

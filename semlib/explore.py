@@ -95,7 +95,7 @@ def _same_study(record: dict, study: Study) -> bool:
         return False
     if record.get("zoo_sha256") is None or record["zoo_sha256"] != zoo_digest(study.zoo_dir):
         return False
-    ignore = set(StudyConfig._presentation) | set(StudyConfig._computation)
+    ignore = set(StudyConfig._presentation) | set(StudyConfig._computation) | set(StudyConfig._speed)
     same = all(getattr(cfg, f.name) == getattr(study.cfg, f.name) for f in fields(StudyConfig) if f.name not in ignore)
     return same and (params.get("ZOO") or params.get("PRESET")) == study.spec.name and \
         params.get("THRESHOLD") == study.threshold

@@ -246,27 +246,27 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
 
 def precompute(study, jobs: list[tuple[dict[str, torch.nn.Module], RobustConfig]], executor: Executor | None,
                progress: bool = True) -> None:
-    """Fill the cache of :func:`study_rows` for every ``(models, cfg)`` of ``jobs`` and image shard
-    as the ``executor``'s tasks (a local pool or Ray; all jobs at once, so no worker waits for a
-    budget's slowest shard). Tasks rebuild the defenses by name (:func:`defense_models`), so only
-    the models that are the study's own defenses under their names go to the executor; others are
-    left to :func:`study_rows` itself. Results do not depend on the executor (every request draws
-    from its own stream)."""
+    """Fill the cache of :func:`study_rows` for every ``(models, cfg)`` of ``jobs``: a task of the
+    ``executor`` (a local pool or Ray) per defense and block of image shards (:meth:`semlib.study.Study.blocks`),
+    all jobs at once and the costliest first, so no worker is left with the 800-step one. Tasks
+    rebuild the defenses by name (:func:`defense_models`), so only the study's own defenses go to the
+    executor; others are left to :func:`study_rows`. Every request draws from its own stream."""
     if executor is None or executor.serial:
         return
-    own = lambda models: [n for n, m in models.items() if n in DEFENSES and m is defense_models(study, [n])[n]]  # noqa: E731
-    longest_first = sorted(jobs, key=lambda job: -job[1].steps * job[1].eot)  # so no worker is left with the 200-step one
-    tasks = {repr(t): t for t in [(study.recipe(), own(models), asdict(cfg), sl.start, sl.stop)
-                                  for models, cfg in longest_first for sl in study.shards()]}  # a job given twice runs once
-    tasks = list(tasks.values())
-    runner.run(shard_task, [t for t in tasks if t[1]], executor, desc="robust accuracy shards", progress=progress)
+    own = [(n, m, cfg) for models, cfg in jobs for n, m in models.items()
+           if n in DEFENSES and m is defense_models(study, [n])[n]]
+    cost = lambda job: -job[2].steps * (1 if deterministic(job[1]) else job[2].eot)  # noqa: E731
+    spans = [slice(g[0].start, g[-1].stop) for g in study.blocks(study.shards())]
+    tasks = {repr(t): t for t in [(study.recipe(), [n], asdict(cfg), sl.start, sl.stop)
+                                  for n, _, cfg in sorted(own, key=cost) for sl in spans]}  # a job given twice runs once
+    runner.run(shard_task, list(tasks.values()), executor, desc="robust accuracy blocks", progress=progress)
 
 
 def shard_task(recipe: str, names: list[str], config: dict, start: int, stop: int) -> None:
-    """One image shard of :func:`study_rows` as a task of any process: computes what the cache lacks."""
+    """The image shards in ``start..stop`` of :func:`study_rows` as a task of any process: computes what the cache lacks."""
     study = from_recipe(recipe)
     study_rows(study, defense_models(study, names), RobustConfig(**config), progress=False,
-               shards=[slice(start, stop)])
+               shards=[sl for sl in study.shards() if start <= sl.start and sl.stop <= stop])
 
 
 def budget(norm: str, eps: float) -> str:

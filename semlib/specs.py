@@ -62,11 +62,13 @@ class StudyConfig:
     shard_size: int = 50  # images per cached shard
     channels_last: bool = True  # attack and judge channels_last, strided 1x1 convs guarded (x1.09-1.19, AVX2)
     together: bool = True  # a shard's curves run together, network calls batched (semlib.batching)
+    block: int = 100  # images one per-request-stream computation batches: consecutive shards of a task step as one
 
     # fields that change the plots or the ledger, not a curve; and how it is computed, not what
     # (in the cache key through Study.key_config, never in the seeds)
     _presentation = ("n_images", "eps_max")
     _computation = ("channels_last", "shard_size", "together")  # draws are per image and request (semlib.streams)
+    _speed = ("block",)  # in no key or seed: rows equal up to rounding (certification.per_model)
     # names in cache keys and seeds, where a field was renamed since curves were first keyed
     _key_names = {"contrast_arch": "single_arch"}
 
@@ -82,7 +84,7 @@ class StudyConfig:
                 raise ValueError(f"{source}: {what}")
 
         ints = ("n_images", "steps", "eot", "query_budget", "query_samples", "judge_n", "search_steps", "period", "pool",
-                "apgd_steps", "apgd_eot", "shard_size")
+                "apgd_steps", "apgd_eot", "shard_size", "block")
         for name in ints:
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
@@ -136,7 +138,7 @@ class StudyConfig:
         every = {f for v in own.values() for f in v} | {"steps", "eot"}
         keep = set(own.get(attack, ("steps", "eot"))) if attack else set()
         return {self._key_names.get(k, k): v for k, v in asdict(self).items()
-                if k not in self._presentation + self._computation and (k not in every or k in keep)}
+                if k not in self._presentation + self._computation + self._speed and (k not in every or k in keep)}
 
 
 CUSTOM = "custom:"  # the prefix of a variant registered by Study.add_variant

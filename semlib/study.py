@@ -228,6 +228,14 @@ class Study:
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
         return [slice(s, min(n, s + self.cfg.shard_size)) for s in range(0, n, self.cfg.shard_size)]
 
+    def blocks(self, shards: list[slice]) -> list[list[slice]]:
+        """``shards`` in groups computed as one batch where draws are per request: the shards that
+        start in the same window of ``block`` images (so a group never depends on which others exist)."""
+        groups: dict[int, list[slice]] = {}
+        for sl in shards:
+            groups.setdefault(sl.start // self.cfg.block, []).append(sl)
+        return list(groups.values())
+
     def curve(self, spec: CurveSpec, progress: bool = False, n_images: int | None = None) -> pd.DataFrame:
         """One row per evaluation image for ``spec`` (cached shard by shard); ``n_images``: only
         the first so many (whole shards are reused, so a shard size of 1 reuses any prefix)."""

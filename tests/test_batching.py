@@ -17,6 +17,7 @@ from semlib.ensemble import Ensemble, HeldDraws
 from semlib.judge import JudgeConfig
 from semlib.smoothing import NoisyClassifier
 from semlib.streams import Streams
+from semlib.study import Study
 from test_streams import Pixels, _images, _sem
 
 pytestmark = pytest.mark.timeout(300)  # a scheduling bug would hang: fail instead
@@ -138,13 +139,15 @@ def test_each_call_keeps_its_threads_autocast_and_grad_mode():
 class _Study:
     """What certification.per_model reads of a study, around the exact test models."""
 
-    def __init__(self, x, y, ids, cache_dir, together):
+    blocks = Study.blocks
+
+    def __init__(self, x, y, ids, cache_dir, together, block=100, shard_size=6):
         self.x, self.y, self.ids, self.cache_dir = x, y, ids, cache_dir
-        self.cfg = type("Cfg", (), {"together": together, "curve_fields": lambda self: {"n": 20}})()
-        self.computed_on, self.device = {}, torch.device("cpu")
+        self.cfg = type("Cfg", (), {"together": together, "block": block, "curve_fields": lambda self: {"n": 20}})()
+        self.computed_on, self.device, self.shard_size = {}, torch.device("cpu"), shard_size
 
     def shards(self):
-        return [slice(0, 4), slice(4, len(self.y))]
+        return [slice(s, min(len(self.y), s + self.shard_size)) for s in range(0, len(self.y), self.shard_size)]
 
     def checkpoints(self, model):
         return {"model": "exact"}
@@ -159,13 +162,49 @@ def test_robust_rows_of_several_defenses_are_the_same_together_and_alone(tmp_pat
     cfg = RobustConfig(eps=0.15, steps=3, eot=2, targets=2, votes=2, judge=JudgeConfig(n=20, alpha=0.3))
     rows = {}
     for together in (False, True):
-        study = _Study(x, y, ids, tmp_path / str(together), together)
+        study = _Study(x, y, ids, tmp_path / str(together), together, block=1, shard_size=5)
         compute = lambda m, sl, gen, s=study: evaluate(m, m, s.x[sl], s.y[sl], cfg, gen, ids=s.ids[sl].numpy())  # noqa: E731
         rows[together] = per_model(study, {"SEM": sem, "F": f, "G": sem.members[3]}, lambda label: {"robust": label},
                                    compute, "robust", False, streams=True)
     assert rows[True].equals(rows[False]) and len(rows[True]) == 30
     assert 0 < rows[True].robust.sum() < rows[True].clean_correct.sum()
     assert len(list((tmp_path / "True").glob("*.csv"))) == 6  # each model and shard cached
+
+
+def test_robust_rows_do_not_depend_on_the_block_and_a_block_reads_what_is_cached(tmp_path):
+    """StudyConfig.block: the uncached shards of a block are computed in one call over their span
+    and cached shard by shard; every draw is the image's own, so on exact models the rows and the
+    cached CSVs are the same as shard by shard, and a shard already cached is read, not redone."""
+    from semlib.certification import per_model
+    from semlib.robust import RobustConfig, evaluate
+
+    sem, (x, y, ids) = _sem(), _images(12)
+    models = {"SEM": sem, "G": sem.members[3]}
+    cfg = RobustConfig(eps=0.15, steps=3, eot=2, targets=2, votes=2, judge=JudgeConfig(n=20, alpha=0.3))
+    calls = []
+
+    def rows(name, block, shards=None):
+        study = _Study(x, y, ids, tmp_path / name, True, block=block, shard_size=3)
+
+        def compute(m, sl, gen):
+            calls.append((name, sl.start, sl.stop))
+            return evaluate(m, m, x[sl], y[sl], cfg, gen, ids=ids[sl].numpy())
+        return per_model(study, models, lambda label: {"robust": label}, compute, "robust", False, streams=True,
+                         shards=shards)
+
+    alone, whole = rows("alone", 1), rows("whole", 6)
+    assert sorted(set(calls)) == [("alone", s, s + 3) for s in (0, 3, 6, 9)] + [("whole", 0, 6), ("whole", 6, 12)]
+    assert whole.equals(alone) and 0 < whole.robust.sum() < whole.clean_correct.sum()
+    csvs = {d: {p.name: p.read_bytes() for p in (tmp_path / d).glob("*.csv")} for d in ("alone", "whole")}
+    assert csvs["alone"] == csvs["whole"] and len(csvs["whole"]) == 8  # each model and shard of 3 cached
+    calls.clear()
+    rows("part", 12, shards=[slice(6, 9)])  # an earlier run cached the third shard
+    kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "part").glob("*.csv")}
+    again = rows("part", 12)
+    assert sorted(set(calls)) == [("part", 0, 12), ("part", 6, 9)]  # the span of the missing shards: one call each
+    assert again.equals(alone) and {k: (tmp_path / "part" / k).stat().st_mtime_ns for k in kept} == kept
+    assert Study.blocks(_Study(x, y, ids, tmp_path, True, block=5, shard_size=2), [slice(s, s + 2) for s in range(0, 12, 2)]) \
+        == [[slice(0, 2), slice(2, 4), slice(4, 6)], [slice(6, 8), slice(8, 10)], [slice(10, 12)]]  # by start's window
 
 
 def test_a_model_with_per_call_state_runs_in_several_curves_at_once():
