@@ -6,6 +6,7 @@ from the configuration alone, never from the order of the work: per image and re
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -85,6 +86,23 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     record = {"config": config, "sha256": artifacts.sha256_file(path)}
     artifacts.write_json(manifest, {**record, "computed_on": info} if info else record)
     return pd.read_csv(path)
+
+
+def missing_span(configs: list[dict[str, Any]], shards: list[slice], cache_dir: str | os.PathLike) -> slice | None:
+    """The images from the first to the last of ``shards`` (consecutive) whose result, keyed by
+    ``configs``, the cache lacks; None when it holds them all."""
+    todo = [sl for c, sl in zip(configs, shards) if not finished(c, cache_dir)]
+    return slice(todo[0].start, todo[-1].stop) if todo else None
+
+
+def cached_split(configs: list[dict[str, Any]], shards: list[slice], span: slice | None, rows: pd.DataFrame | None,
+                 cache_dir: str | os.PathLike, info: dict[str, Any] | None = None) -> list[pd.DataFrame]:
+    """Each shard's result (``configs``, ``shards``): read when the cache holds it, else cut from
+    ``rows``, one row per image of ``span`` in order (:func:`missing_span`), and stored."""
+    if rows is not None and len(rows) != span.stop - span.start:
+        raise RuntimeError(f"{len(rows)} rows for the {span.stop - span.start} images {span.start}..{span.stop - 1}")
+    part = lambda sl: rows.iloc[sl.start - span.start:sl.stop - span.start].reset_index(drop=True)  # noqa: E731
+    return [cached(c, functools.partial(part, sl), cache_dir, info) for c, sl in zip(configs, shards)]
 
 
 def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batching, layout
-from .cache import cached, finished, request_streams, shard_generator
+from .cache import cached_split, missing_span, request_streams, shard_generator
 from .ensemble import Ensemble, StochasticEnsemble
 from .scenarios import Defended
 from .judge import judge
@@ -89,16 +89,12 @@ def per_model(study, models: dict[str, nn.Module], key, compute, desc: str, prog
 
 def _store_group(study, group: list[slice], config: dict, compute, gen) -> list[pd.DataFrame]:
     """The rows of each shard of ``group`` (consecutive): read from the cache, or computed by
-    one call ``compute(span, gen(span))`` over the span of those the cache lacks (one row per
-    image, in order), split and cached shard by shard (a cached shard inside the span is read)."""
+    one call ``compute(span, gen(span))`` over the span of those the cache lacks, split and cached
+    shard by shard (a cached shard inside the span is read)."""
     configs = [{**config, "shard": [sl.start, sl.stop]} for sl in group]
-    todo = [i for i, c in enumerate(configs) if not finished(c, study.cache_dir)]
-    span = slice(group[todo[0]].start, group[todo[-1]].stop) if todo else None
-    rows = compute(span, gen(span)) if todo else None
-    if rows is not None and len(rows) != span.stop - span.start:
-        raise RuntimeError(f"{len(rows)} rows for the {span.stop - span.start} images {span.start}..{span.stop - 1}")
-    part = lambda sl: rows.iloc[sl.start - span.start:sl.stop - span.start].reset_index(drop=True)  # noqa: E731
-    return [cached(c, functools.partial(part, sl), study.cache_dir, study.computed_on) for c, sl in zip(configs, group)]
+    span = missing_span(configs, group, study.cache_dir)
+    rows = None if span is None else compute(span, gen(span))
+    return cached_split(configs, group, span, rows, study.cache_dir, study.computed_on)
 
 
 def certifiable(study, sigma: float) -> dict[str, nn.Module]:
