@@ -32,7 +32,8 @@ from semlib.ensemble import StochasticEnsemble
 from semlib.smoothing import NoisyClassifier
 from semlib.study import Study, StudyConfig, specs
 
-SWEEP = dict(n_images=16, steps=5, period=2, eot=2, judge_n=100, search_steps=6, binary_steps=3, shard_size=8)
+SWEEP = dict(n_images=16, steps=5, period=2, eot=2, judge_n=100, search_steps=6, binary_steps=3, shard_size=8,
+             block=8)  # a shard at a time, as these layouts were measured (benchmarks/bench_curve_blocks.py: blocks)
 CURVES = specs("ABFG", ["bim"], ["untargeted"]) + specs("AG", ["pgd"], ["targeted"])
 
 
@@ -106,7 +107,7 @@ def main() -> None:
     ceiling = gemm_ceiling()
     print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, {torch.get_num_threads()} threads)", flush=True)
     calls, results, rows = Calls(), {}, {}
-    one = {"shard_size": SWEEP["n_images"]}
+    one = {"shard_size": SWEEP["n_images"], "block": SWEEP["n_images"]}
     layouts = [(name, extra, ctx) for name, extra, ctx in (
         ("chunk", {"together": False}, no_fanout), ("fanout", {"together": False}, contextlib.nullcontext),
         ("fanout, one shard", {**one, "together": False}, contextlib.nullcontext),

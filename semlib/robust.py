@@ -266,7 +266,7 @@ def shard_task(recipe: str, names: list[str], config: dict, start: int, stop: in
     """The image shards in ``start..stop`` of :func:`study_rows` as a task of any process: computes what the cache lacks."""
     study = from_recipe(recipe)
     study_rows(study, defense_models(study, names), RobustConfig(**config), progress=False,
-               shards=[sl for sl in study.shards() if start <= sl.start and sl.stop <= stop])
+               shards=study.shards(stop, start))
 
 
 def budget(norm: str, eps: float) -> str:

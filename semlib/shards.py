@@ -1,7 +1,9 @@
-"""Curve shards, the unit of curve work: the curves of one image shard computed together, their
-network calls batched (:mod:`semlib.batching`; ``StudyConfig.together``), each cached as soon as
-it is done, so an interrupted shard keeps its finished curves. Functions of a
-:class:`semlib.study.Study`.
+"""Curve shards, the unit of curve storage, computed a block at a time (:meth:`semlib.study.Study.blocks`):
+each curve's shards of a block that the cache lacks in one eps search over their span, the curves of
+a block together (their network calls batched, :mod:`semlib.batching`; ``StudyConfig.together``),
+each cached shard by shard as soon as it is done, so an interrupted block keeps its finished
+curves. Every draw is the image's own (:mod:`semlib.streams`): rows do not depend on the blocks.
+Functions of a :class:`semlib.study.Study`.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import functools
 import pandas as pd
 
 from . import batching, layout
-from .cache import cached, finished, request_streams
+from .cache import cached_split, missing_span, request_streams
 from .curves import search_distortion
 from .smoothing import deterministic
 
@@ -29,33 +31,37 @@ def search(study, spec, sl: slice, **extra) -> tuple[tuple, functools.partial]:
         clean_generator=study.clean_generator(spec, sl), **extra)
 
 
-def compute(study, curve_specs: list, sl: slice, finish: list) -> list:
-    """``finish[i](rows)`` of each curve's rows on images ``sl`` (:func:`search`); together
-    when the study says so."""
+def compute(study, curve_specs: list, spans: list[slice], finish: list) -> list:
+    """``finish[i](rows)`` of each curve's rows on its images ``spans[i]`` (:func:`search`);
+    together when the study says so."""
     cfg, jobs = study.cfg, []
-    for spec, done in zip(curve_specs, finish):
+    for spec, sl, done in zip(curve_specs, spans, finish):
         models, run = search(study, spec, sl)
         jobs.append((models, lambda run=run, done=done: done(run())))
     with layout.channels_last_all([m for models, _ in jobs for m in models], cfg.channels_last):
         return batching.run([task for _, task in jobs], cfg.together)  # strided 1x1 convs stay NCHW
 
 
-def store(study, curve_specs: list, sl: slice) -> list[pd.DataFrame]:
-    """Each curve's rows on images ``sl``: from the cache, else computed (together) and cached
-    as soon as each is done."""
-    configs = [{**study.key_config(s), "shard": [sl.start, sl.stop]} for s in curve_specs]
-    todo = [i for i, c in enumerate(configs) if not finished(c, study.cache_dir)]
-    keep = [functools.partial(cached, configs[i], cache_dir=study.cache_dir, info=study.computed_on) for i in todo]
-    done = dict(zip(todo, compute(study, [curve_specs[i] for i in todo], sl,
-                                  [lambda rows, f=f: f(lambda: rows) for f in keep])))
-    return [done[i] if i in done else cached(c, None, study.cache_dir) for i, c in enumerate(configs)]
+def store(study, curve_specs: list, group: list[slice]) -> list[list[pd.DataFrame]]:
+    """Each curve's rows on each shard of ``group`` (consecutive shards: a block), from the cache,
+    else computed (together; a curve on the span of the shards it lacks) and cached shard by shard
+    as soon as the curve is done."""
+    configs = [[{**study.key_config(s), "shard": [sl.start, sl.stop]} for sl in group] for s in curve_specs]
+    spans = [missing_span(c, group, study.cache_dir) for c in configs]
+    todo = [i for i, span in enumerate(spans) if span is not None]
+    keep = [functools.partial(cached_split, configs[i], group, spans[i], cache_dir=study.cache_dir,
+                              info=study.computed_on) for i in todo]
+    done = dict(zip(todo, compute(study, [curve_specs[i] for i in todo], [spans[i] for i in todo], keep)))
+    return [done[i] if i in done else cached_split(c, group, None, None, study.cache_dir) for i, c in enumerate(configs)]
 
 
 def tasks(study, curve_specs: list, n_images: int | None = None) -> list[tuple]:
-    """Per image shard, the curves the cache does not hold yet as tasks ``(recipe, spec keys,
-    start, stop)``: all in one task when together, else one task each."""
+    """Per block of image shards, the curves the cache does not hold yet as tasks ``(recipe, spec
+    keys, start, stop)``: all in one task when together, else one task each."""
     recipe, configs, out = study.recipe(), [(s, study.key_config(s)) for s in curve_specs], []
-    for sl in study.shards(n_images):
-        todo = [s.key() for s, c in configs if not finished({**c, "shard": [sl.start, sl.stop]}, study.cache_dir)]
-        out += [(recipe, g, sl.start, sl.stop) for g in ([todo] if study.cfg.together else [[k] for k in todo]) if g]
+    for group in study.blocks(study.shards(n_images)):
+        todo = [s.key() for s, c in configs
+                if missing_span([{**c, "shard": [sl.start, sl.stop]} for sl in group], group, study.cache_dir)]
+        groups = [todo] if study.cfg.together else [[k] for k in todo]
+        out += [(recipe, g, group[0].start, group[-1].stop) for g in groups if g]
     return out

@@ -61,8 +61,8 @@ class StudyConfig:
     eps_max: float = 0.1  # right end of the plotted eps grid (plots and claims only)
     shard_size: int = 50  # images per cached shard
     channels_last: bool = True  # attack and judge channels_last, strided 1x1 convs guarded (x1.09-1.19, AVX2)
-    together: bool = True  # a shard's curves run together, network calls batched (semlib.batching)
-    block: int = 100  # images one per-request-stream computation batches: consecutive shards of a task step as one
+    together: bool = True  # a block's curves run together, network calls batched (semlib.batching)
+    block: int = 100  # images stepped as one batch (curves, robust table): a block of consecutive shards, a task each
 
     # fields that change the plots or the ledger, not a curve; and how it is computed, not what
     # (in the cache key through Study.key_config, never in the seeds)

@@ -211,9 +211,9 @@ class Study:
         archs = self.baseline_spec.members if ensemble else [self.cfg.contrast_arch]
         return sorted({self.spec.submodel(a, self.baseline_spec.sigma if smoothed else 0.0).name for a in archs})
 
-    def store_shards(self, curve_specs: list[CurveSpec], sl: slice) -> list[pd.DataFrame]:
-        """Each curve's rows on images ``sl``, from the cache or computed together (:mod:`semlib.shards`)."""
-        return shards.store(self, curve_specs, sl)
+    def store_shards(self, curve_specs: list[CurveSpec], group: list[slice]) -> list[list[pd.DataFrame]]:
+        """Each curve's rows on each shard of ``group`` (a block), cached or computed (:mod:`semlib.shards`)."""
+        return shards.store(self, curve_specs, group)
 
     def clean_generator(self, spec: CurveSpec, sl: slice):
         """Clean correctness's votes: seeded by the judging model and image, shared by its curves."""
@@ -224,9 +224,10 @@ class Study:
         return self.x[sl].to(self.device), self.y[sl].to(self.device), self.targets[sl].to(self.device) if targeted \
             else None
 
-    def shards(self, n_images: int | None = None) -> list[slice]:
+    def shards(self, n_images: int | None = None, start: int = 0) -> list[slice]:
+        """The cached shards of the first ``n_images`` (all), from image ``start`` (a shard's first)."""
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
-        return [slice(s, min(n, s + self.cfg.shard_size)) for s in range(0, n, self.cfg.shard_size)]
+        return [slice(s, min(n, s + self.cfg.shard_size)) for s in range(start, n, self.cfg.shard_size)]
 
     def blocks(self, shards: list[slice]) -> list[list[slice]]:
         """``shards`` in groups computed as one batch where draws are per request: the shards that
@@ -264,9 +265,9 @@ class Study:
         if executor is not None and not executor.serial:
             runner.run(compute_shard_task, self.shard_tasks(curve_specs, n_images), executor, desc="curve shards",
                        progress=progress)
-        parts = [self.store_shards(curve_specs, sl) for sl in tqdm(
-            self.shards(n_images), desc=f"{len(curve_specs)} curves, image shards", disable=not progress)]
-        return pd.concat([pd.concat([p[i] for p in parts], ignore_index=True).assign(
+        parts = [self.store_shards(curve_specs, group) for group in tqdm(
+            self.blocks(self.shards(n_images)), desc=f"{len(curve_specs)} curves, image blocks", disable=not progress)]
+        return pd.concat([pd.concat([f for p in parts for f in p[i]], ignore_index=True).assign(
             label=self.label(s), scenario=s.scenario, attack=s.attack, goal=s.goal, variant=s.variant)
             for i, s in enumerate(curve_specs)], ignore_index=True)
 
@@ -283,11 +284,13 @@ def from_recipe(recipe: str) -> Study:
 
 
 def compute_shard_task(recipe: str, curve_specs: list[dict], start: int, stop: int, custom: list = ()) -> list[str]:
-    """Curves of one image shard as a task (any process, e.g. a pool or Ray worker): rebuilds the
-    study from ``recipe`` (once per process), registers the ``custom`` SEM variants
-    (``[name, members, k_range]``), computes what is not cached and stores it; returns the keys."""
+    """Curves of the image shards in ``start..stop`` (a block) as a task (any process, e.g. a pool
+    or Ray worker): rebuilds the study from ``recipe`` (once per process), registers the ``custom``
+    SEM variants (``[name, members, k_range]``), computes what is not cached and stores it; returns
+    the keys."""
     study, specs_ = from_recipe(recipe), [CurveSpec.from_key(s) for s in curve_specs]
     for name, names, k_range in custom:
         study.add_variant(name, names, tuple(k_range))
-    study.store_shards(specs_, slice(start, stop))
-    return [cache_key({**study.key_config(s), "shard": [start, stop]}) for s in specs_]
+    group = study.shards(stop, start)
+    study.store_shards(specs_, group)
+    return [cache_key({**study.key_config(s), "shard": [sl.start, sl.stop]}) for s in specs_ for sl in group]

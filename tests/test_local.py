@@ -31,11 +31,11 @@ def _csvs(d: Path) -> dict[str, bytes]:
 
 
 def test_local_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
-    cfg = StudyConfig.from_dict(SMALL)
+    cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1, "block": 2})
     a = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "serial").curves(CURVES,
                                                                                                    progress=False)
     pooled = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "local")
-    assert len(pooled.shard_tasks(CURVES)) == 2  # one task per image shard, its curves together
+    assert len(pooled.shard_tasks(CURVES)) == 2  # one task per block of two shards, its curves together
     b = pooled.curves(CURVES, progress=False, executor=LOCAL)
     assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "local") and a.equals(b)
     assert pooled.shard_tasks(CURVES) == []  # all finished in the workers: nothing left to run
@@ -44,7 +44,7 @@ def test_local_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path
 def test_custom_sem_curves_run_on_the_pool_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
     """A SEM registered with add_variant (notebook 08's grid) is rebuilt in the worker from the
     definition its task carries: the same cached CSVs and rows as computing it here."""
-    cfg = StudyConfig.from_dict(SMALL)
+    cfg = StudyConfig.from_dict({**SMALL, "block": 2})  # a block per shard: two tasks
     studies = {d: Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / d) for d in ("serial", "local")}
     names = {d: s.add_variant("two", s.collection()[:2], (1, 2)) for d, s in studies.items()}
     curves = specs("A", ["pgd"], ["untargeted"], variant=names["serial"])
@@ -57,7 +57,7 @@ def test_custom_sem_curves_run_on_the_pool_byte_identical_to_serial(smoke_zoo, d
 
 
 def test_killed_worker_is_replaced_and_finished_work_kept(smoke_zoo, data_dir, tmp_path):
-    cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1})  # four shards: one task each
+    cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1, "block": 1})  # four shards: one task each
     Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ref").curves(CURVES, progress=False)
     study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "run")
     tasks = study.shard_tasks(CURVES)

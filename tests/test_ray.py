@@ -51,12 +51,12 @@ def test_executor_settings():
 
 
 def test_ray_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
-    cfg = StudyConfig.from_dict(SMALL)
+    cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1, "block": 2})
     serial = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "serial")
     a = serial.curves(CURVES, progress=False)
     on_ray = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ray")
     tasks = on_ray.shard_tasks(CURVES)
-    assert len(tasks) == 2  # two shards of two images, each one task for its curves together
+    assert len(tasks) == 2  # two blocks of two 1-image shards, each one task for its curves together
     b = on_ray.curves(CURVES, progress=False, executor=RAY)
     assert _csvs(tmp_path / "serial") == _csvs(tmp_path / "ray")
     assert a.equals(b)
@@ -64,7 +64,7 @@ def test_ray_curves_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
 
 
 def test_killed_worker_is_retried_and_finished_work_kept(smoke_zoo, data_dir, tmp_path):
-    cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1})  # four shards: one task each
+    cfg = StudyConfig.from_dict({**SMALL, "shard_size": 1, "block": 1})  # four shards: one task each
     reference = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "ref")
     reference.curves(CURVES, progress=False)
     study = Study("smoke", cfg, threshold=0.0, data_dir=data_dir, cache_dir=tmp_path / "run")

@@ -149,23 +149,26 @@ def test_every_curve_of_a_defense_shares_its_clean_verdicts(data_dir, tmp_path, 
     clean = rows.pivot_table(index="example", columns="scenario", values="clean_correct", aggfunc="first")
     assert all(clean[c].equals(clean["A"]) for c in "BCE") and clean["J"].equals(clean["F"])
     monkeypatch.setattr(Study, "clean_generator", lambda self, spec, sl: None)  # the curve's own votes
-    own = [r.clean_correct for r in shards.compute(s, [CurveSpec(a, "bim") for a in "ABCD"], slice(0, 8),
+    own = [r.clean_correct for r in shards.compute(s, [CurveSpec(a, "bim") for a in "ABCD"], [slice(0, 8)] * 4,
                                                    [lambda rows: rows] * 4)]
     assert not all(o.equals(own[0]) for o in own[1:])  # the check above can fail
 
 
 def test_curves_do_not_depend_on_the_shard_size(data_dir, tmp_path):
     """Every vote, EOT sample, random start and ensemble draw comes from its image's own
-    request streams (semlib.streams), seeded by the curve, not the shard: one shard of 4 images
-    or four of 1 give the same rows (the models see other batches: equal up to rounding, which
-    flips nothing here)."""
+    request streams (semlib.streams), seeded by the curve, not the shard: one shard of 4 images,
+    four of 1, or four of 1 computed as one block give the same rows (the models see other
+    batches: equal up to rounding, which flips nothing here)."""
     specs_ = [CurveSpec("A", "bim"), CurveSpec("B", "pgd", "targeted"), CurveSpec("E", "nes"), CurveSpec("G", "mim")]
-    rows = {k: Study("laptop", StudyConfig.from_dict({**TINY, "n_images": 4, "judge_n": 6, "shard_size": k}),
-                     threshold=0.2, data_dir=data_dir, cache_dir=tmp_path / str(k)).curves(specs_, progress=False)
-            for k in (1, 4)}
+    layouts = {"4": (4, 100), "1": (1, 1), "1 in a block of 4": (1, 4)}  # (shard_size, block)
+    rows = {k: Study("laptop", StudyConfig.from_dict({**TINY, "n_images": 4, "judge_n": 6, "shard_size": s, "block": b}),
+                     threshold=0.2, data_dir=data_dir, cache_dir=tmp_path / k).curves(specs_, progress=False)
+            for k, (s, b) in layouts.items()}
     cols = ["example", "distortion", "clean_correct", "judge_draws", "gradients", "queries"]
-    pd.testing.assert_frame_equal(rows[1][cols], rows[4][cols], check_exact=False, rtol=1e-6)
-    assert rows[4].distortion.gt(0).sum() >= 2
+    for k in ("1", "1 in a block of 4"):
+        pd.testing.assert_frame_equal(rows[k][cols], rows["4"][cols], check_exact=False, rtol=1e-6)
+    assert rows["4"].distortion.gt(0).sum() >= 2
+    assert len(list((tmp_path / "1 in a block of 4").glob("*.csv"))) == 4 * len(specs_)  # stored shard by shard
 
 
 def test_channels_last_attacks_and_judges_through_the_layout_guard(laptop, data_dir, tmp_path):
