@@ -101,7 +101,11 @@ def cached_split(configs: list[dict[str, Any]], shards: list[slice], span: slice
     ``rows``, one row per image of ``span`` in order (:func:`missing_span`), and stored."""
     if rows is not None and len(rows) != span.stop - span.start:
         raise RuntimeError(f"{len(rows)} rows for the {span.stop - span.start} images {span.start}..{span.stop - 1}")
-    part = lambda sl: rows.iloc[sl.start - span.start:sl.stop - span.start].reset_index(drop=True)  # noqa: E731
+
+    def part(sl: slice) -> pd.DataFrame:
+        if rows is None or not span.start <= sl.start <= sl.stop <= span.stop:
+            raise RuntimeError(f"images {sl.start}..{sl.stop - 1} are neither cached nor computed; rerun to compute them")
+        return rows.iloc[sl.start - span.start:sl.stop - span.start].reset_index(drop=True)
     return [cached(c, functools.partial(part, sl), cache_dir, info) for c, sl in zip(configs, shards)]
 
 

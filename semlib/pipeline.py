@@ -1,6 +1,6 @@
 """Run notebooks with papermill: ``python -m semlib.pipeline --preset laptop notebooks/*.ipynb``.
 
-``--executor ray`` runs the zoo's training and the curve shards as Ray tasks (semlib.runner).
+``--executor ray`` runs the zoo's training and the curve blocks as Ray tasks (semlib.runner).
 Each notebook ``notebooks/NN_name.ipynb`` runs with the parameters in ``params/<preset>.yaml``
 (those its parameters cell declares) and ``params/NN_name/<preset>.yaml`` (plus ``PRESET``) and is written, executed, to
 ``outputs/NN_name/<preset>/NN_name.ipynb`` beside the figures, tables and ``metrics.json``
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="laptop", help="smoke, laptop or paper (params/<notebook>/<preset>.yaml)")
     ap.add_argument("--retrain-zoo", action="store_true", help="retrain every zoo model (notebook 01_zoo)")
     ap.add_argument("--executor", choices=("local", "serial", "ray"), default=None,
-                    help="where sub-model training and curve shards run: local (a pool of worker processes, one per "
+                    help="where sub-model training and curve blocks run: local (a pool of worker processes, one per "
                          "core: the default), serial (this process), ray (a local Ray; for a cluster set EXECUTOR: "
                          "{kind: ray, address: ...} in the params files)")
     ap.add_argument("--plan", action="store_true", help="print what would run and the time estimate, then stop")

@@ -223,7 +223,7 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
                executor: Executor | None = None, shards: list[slice] | None = None) -> pd.DataFrame:
     """:func:`evaluate` of every model (white-box: each attacks and judges itself) on the study's images, cached per
     shard; rows gain ``label`` (the model's name), ``eps``, ``norm``, ``steps``, ``eot`` (samples per step on the model
-    itself: 1 for a deterministic one). ``executor``: shards first run as its tasks (:func:`precompute`); ``shards``: only these."""
+    itself: 1 for a deterministic one). ``executor``: blocks first run as its tasks (:func:`precompute`); ``shards``: only these."""
     if executor is not None:
         precompute(study, [(models, cfg)], executor, progress)
     labels = {id(m): label for label, m in models.items()}
@@ -247,19 +247,18 @@ def study_rows(study, models: dict[str, torch.nn.Module], cfg: RobustConfig, pro
 def precompute(study, jobs: list[tuple[dict[str, torch.nn.Module], RobustConfig]], executor: Executor | None,
                progress: bool = True) -> None:
     """Fill the cache of :func:`study_rows` for every ``(models, cfg)`` of ``jobs``: a task of the
-    ``executor`` (a local pool or Ray) per defense and block of image shards (:meth:`semlib.study.Study.blocks`),
-    all jobs at once and the costliest first, so no worker is left with the 800-step one. Tasks
-    rebuild the defenses by name (:func:`defense_models`), so only the study's own defenses go to the
-    executor; others are left to :func:`study_rows`. Every request draws from its own stream."""
+    ``executor`` (a local pool or Ray) per job and block of image shards (:meth:`semlib.study.Study.blocks`),
+    its defenses together as :func:`study_rows` runs them here, so the rows are the same; all jobs at
+    once, the costliest first. Tasks rebuild the defenses by name (:func:`defense_models`), so only the
+    study's own defenses go to the executor; others are left to :func:`study_rows`."""
     if executor is None or executor.serial:
         return
-    own = [(n, m, cfg) for models, cfg in jobs for n, m in models.items()
-           if n in DEFENSES and m is defense_models(study, [n])[n]]
-    cost = lambda job: -job[2].steps * (1 if deterministic(job[1]) else job[2].eot)  # noqa: E731
+    own = lambda models: [n for n, m in models.items() if n in DEFENSES and m is defense_models(study, [n])[n]]  # noqa: E731
+    longest_first = sorted(jobs, key=lambda job: -job[1].steps * job[1].eot)  # so no worker is left with the 800-step one
     spans = [slice(g[0].start, g[-1].stop) for g in study.blocks(study.shards())]
-    tasks = {repr(t): t for t in [(study.recipe(), [n], asdict(cfg), sl.start, sl.stop)
-                                  for n, _, cfg in sorted(own, key=cost) for sl in spans]}  # a job given twice runs once
-    runner.run(shard_task, list(tasks.values()), executor, desc="robust accuracy blocks", progress=progress)
+    tasks = {repr(t): t for t in [(study.recipe(), own(models), asdict(cfg), sl.start, sl.stop)
+                                  for models, cfg in longest_first for sl in spans]}  # a job given twice runs once
+    runner.run(shard_task, [t for t in tasks.values() if t[1]], executor, desc="robust accuracy blocks", progress=progress)
 
 
 def shard_task(recipe: str, names: list[str], config: dict, start: int, stop: int) -> None:

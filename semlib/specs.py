@@ -68,7 +68,7 @@ class StudyConfig:
     # (in the cache key through Study.key_config, never in the seeds)
     _presentation = ("n_images", "eps_max")
     _computation = ("channels_last", "shard_size", "together")  # draws are per image and request (semlib.streams)
-    _speed = ("block",)  # in no key or seed: rows equal up to rounding (certification.per_model)
+    _speed = ("block",)  # in no key or seed: rows equal up to rounding (semlib.shards, certification.per_model)
     # names in cache keys and seeds, where a field was renamed since curves were first keyed
     _key_names = {"contrast_arch": "single_arch"}
 

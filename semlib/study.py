@@ -3,11 +3,10 @@ figures, and the cached ASR-vs-distortion curves computed from them (settings, v
 curve specs: :mod:`semlib.specs`; the store: :mod:`semlib.cache`; tables: :mod:`semlib.tables`;
 per-model accuracy and certificates on a study: :mod:`semlib.certification`).
 
-A figure is a list of :class:`CurveSpec` — (scenario, attack, goal, SEM variant) — and :meth:`Study.curves` returns one row per (curve, image) with the minimal
-successful distortion (:func:`semlib.curves.search_distortion`), computing only what the
-cache under ``cache/curves/<zoo>/`` does not hold yet. Every curve draws its randomness from a
-generator seeded by its own configuration and image shard, so results do not depend on which
-curves ran before, on interruptions or on the executor.
+A figure is a list of :class:`CurveSpec` (scenario, attack, goal, SEM variant); :meth:`Study.curves` returns one row
+per (curve, image) with the minimal successful distortion (:func:`semlib.curves.search_distortion`), computing what
+the cache under ``cache/curves/<zoo>/`` lacks a block of image shards at a time. Every random number is the image's
+own (:mod:`semlib.streams`): results depend on no earlier curve, interruption, block or executor (up to rounding).
 """
 from __future__ import annotations
 
@@ -226,16 +225,21 @@ class Study:
 
     def shards(self, n_images: int | None = None, start: int = 0) -> list[slice]:
         """The cached shards of the first ``n_images`` (all), from image ``start`` (a shard's first)."""
+        if start % self.cfg.shard_size:
+            raise ValueError(f"start {start} is not the first image of a shard of {self.cfg.shard_size}")
         n = len(self.y) if n_images is None else min(n_images, len(self.y))
         return [slice(s, min(n, s + self.cfg.shard_size)) for s in range(start, n, self.cfg.shard_size)]
 
     def blocks(self, shards: list[slice]) -> list[list[slice]]:
-        """``shards`` in groups computed as one batch where draws are per request: the shards that
-        start in the same window of ``block`` images (so a group never depends on which others exist)."""
-        groups: dict[int, list[slice]] = {}
+        """``shards`` in groups stepped as one batch: runs of consecutive shards starting in one window of ``block``."""
+        groups: list[list[slice]] = []
         for sl in shards:
-            groups.setdefault(sl.start // self.cfg.block, []).append(sl)
-        return list(groups.values())
+            last = groups[-1] if groups else None
+            if last and last[-1].stop == sl.start and last[0].start // self.cfg.block == sl.start // self.cfg.block:
+                last.append(sl)
+            else:
+                groups.append([sl])
+        return groups
 
     def curve(self, spec: CurveSpec, progress: bool = False, n_images: int | None = None) -> pd.DataFrame:
         """One row per evaluation image for ``spec`` (cached shard by shard); ``n_images``: only
@@ -260,10 +264,10 @@ class Study:
     def curves(self, curve_specs: Iterable[CurveSpec], progress: bool = True, n_images: int | None = None,
                executor: Executor | None = None) -> pd.DataFrame:
         """Rows of every curve in ``curve_specs`` (one per curve and image). The missing shards are
-        computed first, as the ``executor``'s tasks (local or Ray) or here; the result is the same."""
+        computed first, a task of the ``executor`` (local or Ray) per block, or here; the result is the same."""
         curve_specs = list(curve_specs)
         if executor is not None and not executor.serial:
-            runner.run(compute_shard_task, self.shard_tasks(curve_specs, n_images), executor, desc="curve shards",
+            runner.run(compute_shard_task, self.shard_tasks(curve_specs, n_images), executor, desc="curve blocks",
                        progress=progress)
         parts = [self.store_shards(curve_specs, group) for group in tqdm(
             self.blocks(self.shards(n_images)), desc=f"{len(curve_specs)} curves, image blocks", disable=not progress)]

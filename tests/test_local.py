@@ -132,6 +132,22 @@ def test_workers_end_when_the_process_that_started_them_dies(tmp_path):
     pytest.fail("the worker outlived the process that started it by 30 s")
 
 
+def test_robust_tasks_are_one_per_job_and_block_the_costliest_first(smoke_zoo, data_dir, tmp_path, monkeypatch):
+    """Each task holds a job's own defenses together (as the serial run computes them, so the rows
+    are the same), one per block of shards; a job given twice runs once; others stay with the caller."""
+    from semlib import robust
+
+    study = Study("smoke", StudyConfig.from_dict({**SMALL, "n_images": 8, "shard_size": 2, "block": 4}), threshold=0.0,
+                  data_dir=data_dir, cache_dir=tmp_path)
+    models = robust.defense_models(study, ["SEM", "H"])
+    cheap, costly = (robust.RobustConfig(eps=0.02, steps=s, eot=e) for s, e in ((2, 1), (4, 2)))
+    seen = []
+    monkeypatch.setattr(robust.runner, "run", lambda fn, tasks, *a, **k: seen.extend(tasks))
+    robust.precompute(study, [(models, cheap), (models, costly), (models, cheap), ({"mine": models["SEM"]}, costly)], LOCAL)
+    assert [(t[1], t[2]["steps"], t[3], t[4]) for t in seen] == [
+        (["SEM", "H"], 4, 0, 4), (["SEM", "H"], 4, 4, 8), (["SEM", "H"], 2, 0, 4), (["SEM", "H"], 2, 4, 8)]
+
+
 def test_robust_rows_on_the_pool_are_byte_identical_to_serial(smoke_zoo, data_dir, tmp_path):
     """06b's fixed-budget table and convergence sweep as pool tasks (all budgets and sweep points
     at once): the same cached CSVs and rows as the serial run, and no shard is left for the caller."""
