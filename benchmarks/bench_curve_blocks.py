@@ -11,7 +11,7 @@ task per block; ``curve by curve, one block`` — each curve alone on all the im
 curve (``together: false``). Run it with nothing else busy:
 
     PYTHONPATH=benchmarks .venv/bin/python benchmarks/bench_curve_blocks.py --images 16 --shard 4 \\
-        --json benchmarks/results/curve_blocks_<kind>.json
+        --json benchmarks/results/curve_blocks_16_<kind>.json
 """
 from __future__ import annotations
 
