@@ -88,16 +88,21 @@ def cached(config: dict[str, Any], compute: Callable[[], pd.DataFrame], cache_di
     return pd.read_csv(path)
 
 
-def missing_span(configs: list[dict[str, Any]], shards: list[slice], cache_dir: str | os.PathLike) -> slice | None:
-    """The images from the first to the last of ``shards`` (consecutive) whose result, keyed by
-    ``configs``, the cache lacks; None when it holds them all."""
-    todo = [sl for c, sl in zip(configs, shards) if not finished(c, cache_dir)]
+def shard_config(config: dict[str, Any], sl: slice) -> dict[str, Any]:
+    """The key of one shard's result: ``config`` plus the shard's image range."""
+    return {**config, "shard": [sl.start, sl.stop]}
+
+
+def missing_span(config: dict[str, Any], shards: list[slice], cache_dir: str | os.PathLike) -> slice | None:
+    """The images from the first to the last of ``shards`` (consecutive) whose result
+    (:func:`shard_config`) the cache lacks; None when it holds them all."""
+    todo = [sl for sl in shards if not finished(shard_config(config, sl), cache_dir)]
     return slice(todo[0].start, todo[-1].stop) if todo else None
 
 
-def cached_split(configs: list[dict[str, Any]], shards: list[slice], span: slice | None, rows: pd.DataFrame | None,
+def cached_split(config: dict[str, Any], shards: list[slice], span: slice | None, rows: pd.DataFrame | None,
                  cache_dir: str | os.PathLike, info: dict[str, Any] | None = None) -> list[pd.DataFrame]:
-    """Each shard's result (``configs``, ``shards``): read when the cache holds it, else cut from
+    """Each shard's result (:func:`shard_config`): read when the cache holds it, else cut from
     ``rows``, one row per image of ``span`` in order (:func:`missing_span`), and stored."""
     if rows is not None and len(rows) != span.stop - span.start:
         raise RuntimeError(f"{len(rows)} rows for the {span.stop - span.start} images {span.start}..{span.stop - 1}")
@@ -106,7 +111,7 @@ def cached_split(configs: list[dict[str, Any]], shards: list[slice], span: slice
         if rows is None or not span.start <= sl.start <= sl.stop <= span.stop:
             raise RuntimeError(f"images {sl.start}..{sl.stop - 1} are neither cached nor computed; rerun to compute them")
         return rows.iloc[sl.start - span.start:sl.stop - span.start].reset_index(drop=True)
-    return [cached(c, functools.partial(part, sl), cache_dir, info) for c, sl in zip(configs, shards)]
+    return [cached(shard_config(config, sl), functools.partial(part, sl), cache_dir, info) for sl in shards]
 
 
 def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.DataFrame],
@@ -121,14 +126,14 @@ def cached_shards(config: dict[str, Any], n: int, compute: Callable[[slice], pd.
     parts = []
     for start in tqdm(range(0, n, shard_size), desc="shards", disable=not progress):
         sl = slice(start, min(n, start + shard_size))
-        parts.append(cached({**config, "shard": [sl.start, sl.stop]}, lambda sl=sl: compute(sl), cache_dir, info))
+        parts.append(cached(shard_config(config, sl), lambda sl=sl: compute(sl), cache_dir, info))
     return pd.concat(parts, ignore_index=True)
 
 
 def shard_generator(config: dict[str, Any], sl: slice, device: str | torch.device = "cpu") -> torch.Generator:
     """The generator of one shard on ``device``: seeded by the configuration and the shard's
     range, so the draws do not depend on the order, the process or the executor that computes it."""
-    return devices.generator(torch.device(device), int(cache_key({**config, "shard": [sl.start, sl.stop]})[:12], 16))
+    return devices.generator(torch.device(device), int(cache_key(shard_config(config, sl))[:12], 16))
 
 
 def request_streams(config: dict[str, Any], ids) -> Streams:

@@ -91,10 +91,9 @@ def _store_group(study, group: list[slice], config: dict, compute, gen) -> list[
     """The rows of each shard of ``group`` (consecutive): read from the cache, or computed by
     one call ``compute(span, gen(span))`` over the span of those the cache lacks, split and cached
     shard by shard (a cached shard inside the span is read)."""
-    configs = [{**config, "shard": [sl.start, sl.stop]} for sl in group]
-    span = missing_span(configs, group, study.cache_dir)
+    span = missing_span(config, group, study.cache_dir)
     rows = None if span is None else compute(span, gen(span))
-    return cached_split(configs, group, span, rows, study.cache_dir, study.computed_on)
+    return cached_split(config, group, span, rows, study.cache_dir, study.computed_on)
 
 
 def certifiable(study, sigma: float) -> dict[str, nn.Module]:

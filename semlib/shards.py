@@ -46,7 +46,7 @@ def store(study, curve_specs: list, group: list[slice]) -> list[list[pd.DataFram
     """Each curve's rows on each shard of ``group`` (consecutive shards: a block), from the cache,
     else computed (together; a curve on the span of the shards it lacks) and cached shard by shard
     as soon as the curve is done."""
-    configs = [[{**study.key_config(s), "shard": [sl.start, sl.stop]} for sl in group] for s in curve_specs]
+    configs = [study.key_config(s) for s in curve_specs]
     spans = [missing_span(c, group, study.cache_dir) for c in configs]
     todo = [i for i, span in enumerate(spans) if span is not None]
     keep = [functools.partial(cached_split, configs[i], group, spans[i], cache_dir=study.cache_dir,
@@ -60,8 +60,7 @@ def tasks(study, curve_specs: list, n_images: int | None = None) -> list[tuple]:
     keys, start, stop)``: all in one task when together, else one task each."""
     recipe, configs, out = study.recipe(), [(s, study.key_config(s)) for s in curve_specs], []
     for group in study.blocks(study.shards(n_images)):
-        todo = [s.key() for s, c in configs
-                if missing_span([{**c, "shard": [sl.start, sl.stop]} for sl in group], group, study.cache_dir)]
+        todo = [s.key() for s, c in configs if missing_span(c, group, study.cache_dir)]
         groups = [todo] if study.cfg.together else [[k] for k in todo]
         out += [(recipe, g, group[0].start, group[-1].stop) for g in groups if g]
     return out

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import artifacts, device as devices, layout, runner, shards, zoo
 from .checkpoints import Checkpoints
-from .cache import cache_key, request_streams
+from .cache import cache_key, request_streams, shard_config
 from .data import eval_subset, find_data_dir
 from .outputs import project_root
 from .runner import Executor
@@ -297,4 +297,4 @@ def compute_shard_task(recipe: str, curve_specs: list[dict], start: int, stop: i
         study.add_variant(name, names, tuple(k_range))
     group = study.shards(stop, start)
     study.store_shards(specs_, group)
-    return [cache_key({**study.key_config(s), "shard": [sl.start, sl.stop]}) for s in specs_ for sl in group]
+    return [cache_key(shard_config(study.key_config(s), sl)) for s in specs_ for sl in group]

@@ -210,7 +210,7 @@ def test_robust_rows_do_not_depend_on_the_block_and_a_block_reads_what_is_cached
         == [[slice(0, 2), slice(2, 4), slice(4, 6)], [slice(6, 8), slice(8, 10)], [slice(10, 12)]]  # by start's window
     assert five.blocks([slice(0, 2), slice(4, 6), slice(6, 8)]) == [[slice(0, 2)], [slice(4, 6)], [slice(6, 8)]]  # and runs
     with pytest.raises(RuntimeError, match="images 6..8 are neither cached nor computed"):
-        cached_split([{"k": 1}], [slice(6, 9)], None, None, tmp_path / "empty")
+        cached_split({"k": 1}, [slice(6, 9)], None, None, tmp_path / "empty")
 
 
 def test_a_model_with_per_call_state_runs_in_several_curves_at_once():

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from semlib.attacks import BIM
-from semlib.cache import cache_key, cached, cached_shards, cached_split, missing_span, reuse_since
+from semlib.cache import cache_key, cached, cached_shards, cached_split, missing_span, reuse_since, shard_config
 from semlib.curves import SearchConfig, asr_curve, search_distortion
 from semlib.judge import JudgeConfig, judge
 from semlib.smoothing import mc_success
@@ -198,22 +198,23 @@ def test_interrupted_sharded_run_resumes(tmp_path):
 
 def test_a_span_of_shards_is_computed_once_and_stored_shard_by_shard(tmp_path):
     shards = [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
-    configs = [{"attack": "bim", "shard": [sl.start, sl.stop]} for sl in shards]
+    config = {"attack": "bim"}
+    configs = [shard_config(config, sl) for sl in shards]
     rows = lambda a, b: pd.DataFrame({"example": range(a, b), "distortion": [0.5 * i for i in range(a, b)]})  # noqa: E731
-    assert missing_span(configs, shards, tmp_path) == slice(0, 10)
+    assert missing_span(config, shards, tmp_path) == slice(0, 10)
     cached(configs[2], lambda: rows(6, 9), tmp_path)  # an earlier run stored the third shard
-    assert missing_span(configs, shards, tmp_path) == slice(0, 10)  # from the first missing to the last
+    assert missing_span(config, shards, tmp_path) == slice(0, 10)  # from the first missing to the last
     cached(configs[3], lambda: rows(9, 10), tmp_path)
-    span = missing_span(configs, shards, tmp_path)
+    span = missing_span(config, shards, tmp_path)
     assert span == slice(0, 6)
     with pytest.raises(RuntimeError, match="5 rows for the 6 images 0..5"):
-        cached_split(configs, shards, span, rows(0, 5), tmp_path)
+        cached_split(config, shards, span, rows(0, 5), tmp_path)
     kept = (tmp_path / f"{cache_key(configs[2])}.csv").read_bytes()
-    parts = cached_split(configs, shards, span, rows(0, 6), tmp_path)
+    parts = cached_split(config, shards, span, rows(0, 6), tmp_path)
     assert [p.example.tolist() for p in parts] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
-    assert pd.concat(parts, ignore_index=True).equals(rows(0, 10)) and missing_span(configs, shards, tmp_path) is None
+    assert pd.concat(parts, ignore_index=True).equals(rows(0, 10)) and missing_span(config, shards, tmp_path) is None
     assert (tmp_path / f"{cache_key(configs[2])}.csv").read_bytes() == kept
-    assert [p.equals(q) for p, q in zip(parts, cached_split(configs, shards, None, None, tmp_path))] == [True] * 4
+    assert [p.equals(q) for p, q in zip(parts, cached_split(config, shards, None, None, tmp_path))] == [True] * 4
 
 
 def test_targeted_search_reports_clean_correctness():
