@@ -65,7 +65,7 @@ def measure(images: int, eps: float, norm: str, steps: int, eot: int, targets: i
 def batches(calls: Calls, seconds: float) -> dict:
     """The sub-model calls without and with gradient (count, rows, mean and median batch) and the
     GFLOP/s of the run."""
-    out = {"gflop_per_s": round(calls.flops / 1e9 / seconds, 2)}
+    out = {"gflop": round(calls.flops / 1e9, 1), "gflop_per_s": round(calls.flops / 1e9 / seconds, 2)}
     for grad, key in ((False, "vote_calls"), (True, "gradient_calls")):
         rows = torch.tensor([r for r, g in zip(calls.rows, calls.grad) if g == grad] or [0], dtype=torch.float64)
         out[key] = {"calls": sum(g == grad for g in calls.grad), "rows": int(rows.sum()),
