@@ -114,7 +114,19 @@ def robust_work(root: Path, preset: str, study: Study) -> tuple[pd.DataFrame, di
     models = robust.defense_models(study, sorted(rows.label.unique()))
     prices = {n: forward_gflop(m) for n, m in models.items()}
     rows["gflop"] = (2 * rows.gradients + rows.judge_draws) * rows.label.map(prices)
-    return rows, {k: round(v, 4) for k, v in prices.items()}
+    return rows, prices
+
+
+def strongest_extra(root: Path, preset: str, prices: dict[str, float], images: int) -> float:
+    """GFLOP that 06b's STRONGEST table would add at ``images`` images: its rows' per-image mean
+    (every row, also those the convergence sweep shares) times the images it lacks."""
+    path = root / "outputs" / "06b_adaptive" / preset / "tab_strongest_rows.csv"
+    if not path.is_file():
+        return 0.0
+    rows = pd.read_csv(path)
+    have = rows.groupby("label").size().min()
+    gflop = float(((2 * rows.gradients + rows.judge_draws) * rows.label.map(prices)).sum())
+    return gflop * max(images / have - 1, 0.0)
 
 
 class SplitCalls(Calls):
@@ -178,16 +190,15 @@ def main() -> None:
     per = curves.groupby("notebook").gflop.sum().to_dict()
     per.update({f"06b {t}": g for t, g in robust_rows.groupby("table").gflop.sum().items()})
     total = sum(per.values())
-    strongest = robust_rows[robust_rows.table == "strongest"]
-    n_have = strongest.groupby("label").size().min() if len(strongest) else 0
-    extra = strongest.gflop.sum() * (args.strongest_images / n_have - 1) if n_have else 0.0
+    extra = strongest_extra(args.root, args.preset, robust_price, args.strongest_images)
     minutes = {k: round(v / ceiling / 60, 1) for k, v in per.items()}
     out = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "preset": args.preset,
            "gemm_ceiling_gflop_per_s": round(ceiling, 1), "validation": checks,
            "tflop": {k: round(v / 1e3, 1) for k, v in per.items()}, "tflop_total": round(total / 1e3, 1),
            "minutes_at_ceiling": minutes, "minutes_at_ceiling_total": round(total / ceiling / 60, 1),
            f"strongest_at_{args.strongest_images}_images_extra_minutes_at_ceiling": round(extra / ceiling / 60, 1),
-           "request_gflop": {"curves (attacked, judging)": curve_price, "robust": robust_price},
+           "request_gflop": {"curves (attacked, judging)": curve_price,
+                             "robust": {k: round(v, 4) for k, v in robust_price.items()}},
            "rows": {"curves": len(curves), "robust": len(robust_rows)}}
     print(json.dumps({k: v for k, v in out.items() if k != "request_gflop"}, indent=1))
     if args.json:
