@@ -182,9 +182,14 @@ def main() -> None:
     study = Study.from_params(load_params("08_explore", args.preset), n_images=2)
     checks = []
     if args.validate:
+        before = os.environ.get("SEMLIB_CACHE")
         with tempfile.TemporaryDirectory() as cache:
             os.environ["SEMLIB_CACHE"] = cache  # nothing reused
             checks = validate(Study.from_params(load_params("03_whitebox_transfer", args.preset), **SMALL))
+        if before is None:
+            del os.environ["SEMLIB_CACHE"]
+        else:
+            os.environ["SEMLIB_CACHE"] = before
     curves, curve_price = curve_work(args.root, args.preset, study)
     robust_rows, robust_price = robust_work(args.root, args.preset, study)
     per = curves.groupby("notebook").gflop.sum().to_dict()
