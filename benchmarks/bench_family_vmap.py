@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from bench_member_ceiling import families
 from semlib import layout, robust
 from semlib.params import load_params
 from semlib.study import Study
@@ -83,13 +84,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     study = Study.from_params(load_params("06b_adaptive", args.preset), n_images=2)
     sem = robust.defense_models(study, ["SEM"])["SEM"]
-    families: dict[str, dict] = {}
-    for name, member, pi in zip(sem.names, sem.members, sem.sampler.inclusion().float().tolist()):
-        rec = families.setdefault(name.rsplit("_s", 1)[0], {"nets": [], "inclusion": 0.0})
-        rec["nets"].append(member.network or member)
-        rec["inclusion"] += pi
     rows = {}
-    for arch, rec in families.items():
+    for arch, rec in families(sem).items():
         if len(rec["nets"]) < 2:
             continue
         rows[arch] = {"members": len(rec["nets"]), "expected_members_per_request": round(rec["inclusion"], 3),

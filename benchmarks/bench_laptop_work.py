@@ -28,9 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from bench_batches import Calls, gemm_ceiling
+from bench_batches import Calls, _flops_per_image, gemm_ceiling
 from semlib import explore, layout, robust
 from semlib.ensemble import HeldDraws, StochasticEnsemble
 from semlib.params import load_params
@@ -51,15 +50,13 @@ def forward_gflop(model: torch.nn.Module) -> float:
     """GFLOP of one request (row) of ``model``'s forward pass. A SEM (or an attacker's view of
     one, :class:`HeldDraws`) draws its members per request: its expectation, exact, is the sum of
     its members' FLOPs weighted by their inclusion probabilities; other models are counted on
-    two rows (their FLOPs do not depend on their noise)."""
+    one row (their FLOPs do not depend on their noise)."""
     model = model.sem if isinstance(model, HeldDraws) else model
     if isinstance(model, StochasticEnsemble):
         p = model.sampler.inclusion().tolist()
         return sum(pi * forward_gflop(m) for pi, m in zip(p, model.members))
     if id(model) not in _COUNTED:  # the zoo's sub-models are loaded once and shared by every defense
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.rand(2, 3, 32, 32))
-        _COUNTED[id(model)] = (model, counter.get_total_flops() / 2 / 1e9)
+        _COUNTED[id(model)] = (model, _flops_per_image(model) / 1e9)
     return _COUNTED[id(model)][1]
 
 

@@ -44,6 +44,17 @@ def seconds_per_call(net: torch.nn.Module, b: int, grad: bool, budget: float = 0
     return (time.perf_counter() - start) / n
 
 
+def families(sem) -> dict[str, dict]:
+    """A SEM's members by architecture (a family's sigma variants share one): their networks
+    (``nets``) and the expected number of them per request (``inclusion``)."""
+    out: dict[str, dict] = {}
+    for name, member, pi in zip(sem.names, sem.members, sem.sampler.inclusion().float().tolist()):
+        rec = out.setdefault(name.rsplit("_s", 1)[0], {"nets": [], "inclusion": 0.0})
+        rec["nets"].append(member.network or member)
+        rec["inclusion"] += pi
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="laptop")
@@ -55,12 +66,7 @@ def main() -> None:
     print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, {args.threads} threads)", flush=True)
     study = Study.from_params(load_params("06b_adaptive", args.preset), n_images=2)
     sem = robust.defense_models(study, ["SEM"])["SEM"]
-    p = sem.sampler.inclusion().float()
-    archs: dict[str, dict] = {}
-    for name, member, pi in zip(sem.names, sem.members, p.tolist()):
-        arch = name.rsplit("_s", 1)[0]  # a family's sigma variants share one architecture
-        rec = archs.setdefault(arch, {"net": member.network or member, "inclusion": 0.0})
-        rec["inclusion"] += pi
+    archs = {arch: {"net": rec["nets"][0], "inclusion": rec["inclusion"]} for arch, rec in families(sem).items()}
     rows = {}
     for arch, rec in archs.items():
         net, flops = rec["net"], _flops_per_image(rec["net"])
