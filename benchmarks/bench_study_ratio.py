@@ -1,0 +1,161 @@
+"""Issue 17's whole-study ratio: a laptop-like study computed from an empty cache by the engine
+before issue 17 and by today's default, on the same settings and seeds, in one run.
+
+The study has three parts, the three kinds of work of the laptop preset (the laptop ``STUDY``
+settings, fewer images):
+
+- ``curves``: six ASR curves (attackers A and B, contrasts F and G, BIM untargeted; A and G,
+  PGD targeted) on ``--curve-images`` images in the preset's shards of 10;
+- ``robust table``: 06b's fixed-budget table at Linf 4/255 (every attack, 20 x 4) for the SEM, F
+  and G on ``--robust-images`` images in shards of 25;
+- ``strongest``: APGD-CE at ``--strong-steps`` x 32 (a tenth of STRONGEST's iterations) for the
+  SEM and F on ``--strong-images`` images, the long-budget work of the convergence sweep and
+  STRONGEST.
+
+Engines (both today's code, whose per-request streams make the draws the same, so every
+per-image row must be identical; the old code drew from a shared generator and is not rerun):
+
+- ``before``: what issue 17 measured: the serial executor (this process, 2 torch threads, as
+  ``make reproduce`` ran), every pass of a SEM capped at the single-model chunk (no fanout), the
+  curves one at a time, each shard its own batch;
+- ``today``: the default local pool of single-thread workers, the SEM's fanout, a block's curves
+  together, blocks of shards as one batch (the curves' block gives the pool two tasks, as the
+  laptop's block of 50 does at 100 images; the robust parts use the preset's block).
+
+Each part's work is priced in FLOPs from its rows (:mod:`bench_laptop_work`), which gives the
+GFLOP/s of each engine and its fraction of the 2-thread GEMM ceiling; the laptop-weighted ratio
+combines the parts' ratios by the laptop tables' own work shares
+(``benchmarks/results/laptop_work_avx512.json``; FLOPs do not depend on the CPU kind). Run it with nothing else busy:
+
+    PYTHONPATH=benchmarks .venv/bin/python benchmarks/bench_study_ratio.py --json benchmarks/results/study_ratio_<kind>.json
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench_batches import gemm_ceiling, no_fanout
+from bench_laptop_work import curve_prices, forward_gflop
+from semlib import layout, robust
+from semlib.params import load_params
+from semlib.robust import RobustConfig
+from semlib.runner import Executor
+from semlib.study import Study, specs
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "results" / "laptop_work_avx512.json"  # the laptop tables' work (bench_laptop_work)
+CURVES = specs("ABFG", ["bim"], ["untargeted"]) + specs("AG", ["pgd"], ["targeted"])
+CURVE_COLUMNS = ["scenario", "attack", "goal", "example", "distortion", "clean_correct", "judge_draws", "gradients"]
+ROBUST_COLUMNS = ["label", "example", "clean_correct", "robust", "broken_by", "gradients", "judge_draws", "unconfirmed"]
+# each part's share of the laptop tables' work (bench_laptop_work's keys)
+SHARES = {"curves": ("02_baselines", "03_whitebox_transfer", "04_query_blackbox", "05_ensemble_strategy",
+                     "06_certify_sem", "06b_adaptive", "08_explore"),
+          "robust table": ("06b robust",), "strongest": ("06b convergence", "06b strongest")}
+
+
+def engines(curve_images: int) -> dict[str, dict]:
+    """Each engine's executor, fanout, ``together`` and blocks (None: the curves' shard, the
+    robust table's preset block)."""
+    return {"before": {"executor": Executor(kind="serial"), "context": no_fanout, "together": False,
+                       "curve_block": None, "robust_block": 25},
+            "today": {"executor": Executor(kind="local"), "context": contextlib.nullcontext, "together": True,
+                      "curve_block": curve_images // 2, "robust_block": None}}
+
+
+def curves(engine: dict, images: int, preset: str) -> tuple[pd.DataFrame, float, float]:
+    params = load_params("03_whitebox_transfer", preset)
+    shard = params["STUDY"]["shard_size"]
+    block = engine["curve_block"] or shard
+    study = Study.from_params(params, n_images=images, block=block, together=engine["together"])
+    start = time.perf_counter()
+    rows = study.curves(CURVES, progress=False, executor=engine["executor"])
+    wall = time.perf_counter() - start
+    keys = rows[["scenario", "variant"]].drop_duplicates().reset_index(drop=True)
+    price = curve_prices(study, keys)  # after the timing: pricing runs the networks
+    a, j = (np.array(p) for p in zip(*[price[k] for k in zip(rows.scenario, rows.variant)]))
+    gflop = float(((2 * rows.gradients + rows.queries.fillna(0)).to_numpy() * a + rows.judge_draws.to_numpy() * j).sum())
+    return rows[CURVE_COLUMNS].fillna({"distortion": -1}), wall, gflop
+
+
+def robust_part(engine: dict, images: int, defenses: list[str], cfg: dict, preset: str) -> tuple[pd.DataFrame, float, float]:
+    params = load_params("06b_adaptive", preset)
+    study = Study.from_params(params, n_images=images, shard_size=25, block=engine["robust_block"])
+    models = robust.defense_models(study, defenses)
+    rcfg = RobustConfig(judge=study.cfg.judge(), channels_last=study.cfg.channels_last, **cfg)
+    start = time.perf_counter()
+    rows = robust.study_rows(study, models, rcfg, progress=False, executor=engine["executor"])
+    wall = time.perf_counter() - start
+    gflop = float(((2 * rows.gradients + rows.judge_draws) * rows.label.map({n: forward_gflop(m) for n, m in models.items()})).sum())
+    return rows[ROBUST_COLUMNS].fillna({"broken_by": ""}), wall, gflop
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="laptop")
+    ap.add_argument("--curve-images", type=int, default=40)
+    ap.add_argument("--robust-images", type=int, default=50)
+    ap.add_argument("--strong-images", type=int, default=25)
+    ap.add_argument("--strong-steps", type=int, default=80)
+    ap.add_argument("--ceiling", type=float, help="2-thread GFLOP/s measured idle instead of timing it now")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    torch.set_num_threads(2)  # the serial engine's threads; pool workers set their own (one)
+    ceiling = a.ceiling or gemm_ceiling()
+    print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, 2 threads)", flush=True)
+    eps = 4 / 255
+    parts = {"curves": lambda e: curves(e, a.curve_images, a.preset),
+             "robust table": lambda e: robust_part(e, a.robust_images, ["SEM", "F", "G"], dict(
+                 eps=eps, norm="linf", steps=20, eot=4, targets=3), a.preset),
+             "strongest": lambda e: robust_part(e, a.strong_images, ["SEM", "F"], dict(
+                 eps=eps, norm="linf", steps=a.strong_steps, eot=32, attacks=("apgd-ce",)), a.preset)}
+    out: dict[str, dict] = {}
+    before = os.environ.get("SEMLIB_CACHE")
+    try:
+        for name, engine in engines(a.curve_images).items():
+            with tempfile.TemporaryDirectory() as cache, engine["context"]():
+                os.environ["SEMLIB_CACHE"] = cache  # nothing reused; pool workers inherit it
+                for part, run in parts.items():
+                    rows, wall, gflop = run(engine)
+                    out.setdefault(part, {})[name] = {"wall_s": round(wall, 1), "gflop": round(gflop, 1),
+                                                      "gflop_per_s": round(gflop / wall, 2),
+                                                      "of_ceiling": round(gflop / wall / ceiling, 3), "rows": rows}
+                    print(part, name, {k: v for k, v in out[part][name].items() if k != "rows"}, flush=True)
+    finally:
+        if before is None:
+            os.environ.pop("SEMLIB_CACHE", None)
+        else:
+            os.environ["SEMLIB_CACHE"] = before
+    for part, runs in out.items():
+        first, second = (runs[e].pop("rows") for e in ("before", "today"))
+        key = [c for c in ("scenario", "attack", "goal", "label", "example") if c in first.columns]
+        first, second = (r.sort_values(key).reset_index(drop=True) for r in (first, second))
+        runs["ratio"] = round(runs["before"]["wall_s"] / runs["today"]["wall_s"], 2)
+        runs["rows_identical"] = round(float((first == second).all(axis=1).mean()), 3)
+    work = json.loads(WORK.read_text())["tflop"]  # FLOPs: the same on every CPU kind
+    shares = {p: sum(work[k] for k in keys) for p, keys in SHARES.items()}
+    total = sum(shares.values())
+    weighted = 1 / sum(shares[p] / total / out[p]["ratio"] for p in out)
+    walls = {e: sum(out[p][e]["wall_s"] for p in out) for e in ("before", "today")}
+    record = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "cpus": os.cpu_count(),
+              "gemm_ceiling_gflop_per_s": round(ceiling, 1), "preset": a.preset,
+              "images": {"curves": a.curve_images, "robust table": a.robust_images, "strongest": a.strong_images},
+              "strong_steps": a.strong_steps, "parts": out, "wall_s": walls,
+              "ratio_this_study": round(walls["before"] / walls["today"], 2),
+              "laptop_work_shares": {p: round(s / total, 3) for p, s in shares.items()},
+              "ratio_laptop_weighted": round(weighted, 2)}
+    print(json.dumps(record, indent=1))
+    if a.json:
+        a.json.write_text(json.dumps(record, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
