@@ -21,11 +21,13 @@ larger: a lower bound).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -63,6 +65,34 @@ def forward_gflop(model: torch.nn.Module) -> float:
 _COUNTED: dict[int, tuple[torch.nn.Module, float]] = {}  # id -> (the model, kept alive; its GFLOP per row)
 
 
+def curve_gflop(rows: pd.DataFrame, prices: dict[tuple, tuple[float, float]]) -> np.ndarray:
+    """GFLOP of each curve row: its gradient passes (two forwards each) and queries of the attacked
+    model, its votes of the judging one (``prices``: :func:`curve_prices`)."""
+    a, j = (np.array(p) for p in zip(*[prices[k] for k in zip(rows.scenario, rows.variant)]))
+    return (2 * rows.gradients + rows.queries.fillna(0)).to_numpy() * a + rows.judge_draws.to_numpy() * j
+
+
+def robust_gflop(rows: pd.DataFrame, prices: dict[str, float]) -> pd.Series:
+    """GFLOP of each robust row: its EOT gradient passes (two forwards each) and votes of its defense."""
+    return (2 * rows.gradients + rows.judge_draws) * rows.label.map(prices)
+
+
+@contextlib.contextmanager
+def fresh_cache():
+    """``SEMLIB_CACHE`` in a new temporary folder for the duration (nothing reused; spawned workers
+    inherit it), restored afterwards."""
+    before = os.environ.get("SEMLIB_CACHE")
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["SEMLIB_CACHE"] = cache
+            yield cache
+    finally:
+        if before is None:
+            os.environ.pop("SEMLIB_CACHE", None)
+        else:
+            os.environ["SEMLIB_CACHE"] = before
+
+
 def curve_prices(study: Study, keys: pd.DataFrame) -> dict[tuple, tuple[float, float]]:
     """(scenario, variant) -> GFLOP of one request of (the model attacked, the model judging);
     neither depends on the attack or the goal."""
@@ -95,9 +125,7 @@ def curve_work(root: Path, preset: str, study: Study) -> tuple[pd.DataFrame, dic
     rows = rows.fillna({"gradients": 0, "queries": 0, "judge_draws": 0}).drop_duplicates(CURVE_KEY)
     keys = rows[["scenario", "variant"]].drop_duplicates().reset_index(drop=True)
     prices = curve_prices(study, keys)
-    price = [prices[k] for k in zip(rows.scenario, rows.variant)]
-    rows["gflop"] = [(2 * g + q) * a + v * j for (a, j), g, q, v in
-                     zip(price, rows.gradients, rows.queries, rows.judge_draws)]
+    rows["gflop"] = curve_gflop(rows, prices)
     return rows, {"|".join(k): [round(a, 4), round(j, 4)] for k, (a, j) in prices.items()}
 
 
@@ -110,7 +138,7 @@ def robust_work(root: Path, preset: str, study: Study) -> tuple[pd.DataFrame, di
     rows = pd.concat(parts, ignore_index=True).drop_duplicates(ROBUST_KEY)
     models = robust.defense_models(study, sorted(rows.label.unique()))
     prices = {n: forward_gflop(m) for n, m in models.items()}
-    rows["gflop"] = (2 * rows.gradients + rows.judge_draws) * rows.label.map(prices)
+    rows["gflop"] = robust_gflop(rows, prices)
     return rows, prices
 
 
@@ -122,7 +150,7 @@ def strongest_extra(root: Path, preset: str, prices: dict[str, float], images: i
         return 0.0
     rows = pd.read_csv(path)
     have = rows.groupby("label").size().min()
-    gflop = float(((2 * rows.gradients + rows.judge_draws) * rows.label.map(prices)).sum())
+    gflop = float(robust_gflop(rows, prices).sum())
     return gflop * max(images / have - 1, 0.0)
 
 
@@ -149,13 +177,14 @@ def validate(study: Study, specs: list[CurveSpec] = VALIDATE) -> list[dict]:
     curve is priced before its hooks are set (pricing runs the networks too)."""
     out = []
     for spec in specs:
-        (a, j), = curve_prices(study, pd.DataFrame([[spec.scenario, spec.variant]])).values()
+        prices = curve_prices(study, pd.DataFrame([[spec.scenario, spec.variant]]))
+        (a, _), = prices.values()
         attacked, judged = study.models_for(spec)
         calls = SplitCalls()
         calls.watch([attacked, judged])
         rows = study.curve(spec, n_images=2)
         grad = float((2 * rows.gradients).sum() * a)
-        priced = grad + float((rows.queries.fillna(0) * a + rows.judge_draws * j).sum())
+        priced = float(curve_gflop(rows, prices).sum())
         out.append({"curve": f"{spec.scenario} {spec.attack} {spec.goal}", "priced_gflop": round(priced, 2),
                     "executed_gflop": round(calls.flops / 1e9, 2), "ratio": round(priced / max(calls.flops / 1e9, 1e-9), 3),
                     "priced_gradient_gflop": round(grad, 2), "executed_gradient_gflop": round(calls.grad_flops / 1e9, 2)})
@@ -179,14 +208,8 @@ def main() -> None:
     study = Study.from_params(load_params("08_explore", args.preset), n_images=2)
     checks = []
     if args.validate:
-        before = os.environ.get("SEMLIB_CACHE")
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["SEMLIB_CACHE"] = cache  # nothing reused
+        with fresh_cache():
             checks = validate(Study.from_params(load_params("03_whitebox_transfer", args.preset), **SMALL))
-        if before is None:
-            del os.environ["SEMLIB_CACHE"]
-        else:
-            os.environ["SEMLIB_CACHE"] = before
     curves, curve_price = curve_work(args.root, args.preset, study)
     robust_rows, robust_price = robust_work(args.root, args.preset, study)
     per = curves.groupby("notebook").gflop.sum().to_dict()

@@ -35,16 +35,14 @@ import argparse
 import contextlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from bench_batches import gemm_ceiling, no_fanout
-from bench_laptop_work import curve_prices, forward_gflop
+from bench_laptop_work import curve_gflop, curve_prices, forward_gflop, fresh_cache, robust_gflop
 from semlib import layout, robust
 from semlib.params import load_params
 from semlib.robust import RobustConfig
@@ -80,9 +78,7 @@ def curves(engine: dict, images: int, preset: str) -> tuple[pd.DataFrame, float,
     rows = study.curves(CURVES, progress=False, executor=engine["executor"])
     wall = time.perf_counter() - start
     keys = rows[["scenario", "variant"]].drop_duplicates().reset_index(drop=True)
-    price = curve_prices(study, keys)  # after the timing: pricing runs the networks
-    a, j = (np.array(p) for p in zip(*[price[k] for k in zip(rows.scenario, rows.variant)]))
-    gflop = float(((2 * rows.gradients + rows.queries.fillna(0)).to_numpy() * a + rows.judge_draws.to_numpy() * j).sum())
+    gflop = float(curve_gflop(rows, curve_prices(study, keys)).sum())  # after the timing: pricing runs the networks
     return rows[CURVE_COLUMNS].fillna({"distortion": -1}), wall, gflop
 
 
@@ -94,7 +90,7 @@ def robust_part(engine: dict, images: int, defenses: list[str], cfg: dict, prese
     start = time.perf_counter()
     rows = robust.study_rows(study, models, rcfg, progress=False, executor=engine["executor"])
     wall = time.perf_counter() - start
-    gflop = float(((2 * rows.gradients + rows.judge_draws) * rows.label.map({n: forward_gflop(m) for n, m in models.items()})).sum())
+    gflop = float(robust_gflop(rows, {n: forward_gflop(m) for n, m in models.items()}).sum())
     return rows[ROBUST_COLUMNS].fillna({"broken_by": ""}), wall, gflop
 
 
@@ -118,22 +114,14 @@ def main() -> None:
              "strongest": lambda e: robust_part(e, a.strong_images, ["SEM", "F"], dict(
                  eps=eps, norm="linf", steps=a.strong_steps, eot=32, attacks=("apgd-ce",)), a.preset)}
     out: dict[str, dict] = {}
-    before = os.environ.get("SEMLIB_CACHE")
-    try:
-        for name, engine in engines(a.curve_images).items():
-            with tempfile.TemporaryDirectory() as cache, engine["context"]():
-                os.environ["SEMLIB_CACHE"] = cache  # nothing reused; pool workers inherit it
-                for part, run in parts.items():
-                    rows, wall, gflop = run(engine)
-                    out.setdefault(part, {})[name] = {"wall_s": round(wall, 1), "gflop": round(gflop, 1),
-                                                      "gflop_per_s": round(gflop / wall, 2),
-                                                      "of_ceiling": round(gflop / wall / ceiling, 3), "rows": rows}
-                    print(part, name, {k: v for k, v in out[part][name].items() if k != "rows"}, flush=True)
-    finally:
-        if before is None:
-            os.environ.pop("SEMLIB_CACHE", None)
-        else:
-            os.environ["SEMLIB_CACHE"] = before
+    for name, engine in engines(a.curve_images).items():
+        with fresh_cache(), engine["context"]():
+            for part, run in parts.items():
+                rows, wall, gflop = run(engine)
+                out.setdefault(part, {})[name] = {"wall_s": round(wall, 1), "gflop": round(gflop, 1),
+                                                  "gflop_per_s": round(gflop / wall, 2),
+                                                  "of_ceiling": round(gflop / wall / ceiling, 3), "rows": rows}
+                print(part, name, {k: v for k, v in out[part][name].items() if k != "rows"}, flush=True)
     for part, runs in out.items():
         first, second = (runs[e].pop("rows") for e in ("before", "today"))
         key = [c for c in ("scenario", "attack", "goal", "label", "example") if c in first.columns]
