@@ -25,44 +25,36 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import semlib
 
-WORKLOADS = {"robust": dict(images=50, shard=25, block=25, steps=10, eot=32), "curves": dict(images=40, shard=10, block=20)}
+WORKLOADS = {"robust": dict(images=50, shard=25, block=25, steps=10, eot=32),  # robust_part: shards of 25
+             "curves": dict(images=40, shard=10, block=20)}
 
 
 def child(workload: str) -> dict:
     """One run of ``workload`` here (this process was started with the capacity to measure)."""
     import torch
 
-    from bench_blocks import COLUMNS as ROBUST_COLUMNS
     from bench_curve_blocks import COLUMNS as CURVE_COLUMNS, CURVES, SWEEP
-    from bench_laptop_work import curve_gflop, curve_prices, forward_gflop, robust_gflop
-    from semlib import layout, robust, runner
-    from semlib.params import load_params
-    from semlib.robust import RobustConfig
+    from bench_laptop_work import curve_gflop, curve_prices, fresh_cache
+    from bench_study_ratio import robust_part
+    from semlib import layout, runner
     from semlib.study import Study, StudyConfig
 
     w, executor = WORKLOADS[workload], runner.Executor(kind="local")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["SEMLIB_CACHE"] = cache  # nothing reused (the pool's workers inherit it)
-        if workload == "robust":
-            study = Study.from_params(load_params("06b_adaptive", "laptop"), n_images=w["images"],
-                                      shard_size=w["shard"], block=w["block"])
-            models = robust.defense_models(study, ["SEM"])
-            cfg = RobustConfig(eps=4 / 255, steps=w["steps"], eot=w["eot"], attacks=("apgd-ce",), judge=study.cfg.judge(),
-                               channels_last=study.cfg.channels_last)
-            start = time.perf_counter()
-            rows, columns = robust.study_rows(study, models, cfg, progress=False, executor=executor), ROBUST_COLUMNS
-            wall = time.perf_counter() - start
-            gflop = robust_gflop(rows, {n: forward_gflop(m) for n, m in models.items()}).sum()
+    with fresh_cache() as cache:
+        if workload == "robust":  # bench_study_ratio's robust part, on the SEM alone
+            engine = {"executor": executor, "robust_block": w["block"]}
+            rows, wall, gflop = robust_part(engine, w["images"], ["SEM"], dict(
+                eps=4 / 255, norm="linf", steps=w["steps"], eot=w["eot"], attacks=("apgd-ce",)), "laptop")
+            columns = list(rows.columns)
         else:
             study = Study("laptop", StudyConfig.from_dict({**SWEEP, "n_images": w["images"], "shard_size": w["shard"],
                                                           "block": w["block"]}), threshold=0.2, cache_dir=Path(cache))
-            study.defenses("sem")  # the models, loaded here as for the robust workload
+            study.defenses("sem")  # the models, loaded here as robust_part loads them: outside the timing
             start = time.perf_counter()
             rows, columns = study.curves(CURVES, progress=False, executor=executor), CURVE_COLUMNS
             wall = time.perf_counter() - start  # pricing runs the networks: after the timing
