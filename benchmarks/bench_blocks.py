@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from bench_batches import Calls
+from bench_laptop_work import fresh_cache
 from bench_robust_cost import batches
 from semlib import layout, robust
 from semlib.params import load_params
@@ -37,8 +37,7 @@ def measure(images: int, shard: int, blocks: list[int], defenses: list[str], eps
     params = load_params("06b_adaptive", preset)
     runs, first = [], None
     for block in blocks:
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["SEMLIB_CACHE"] = cache  # nothing reused
+        with fresh_cache():  # nothing reused
             study = Study.from_params(params, n_images=images, shard_size=shard, block=block)
             models = robust.defense_models(study, defenses)
             cfg = RobustConfig(eps=eps, norm="linf", steps=steps, eot=eot, targets=3, attacks=attacks,

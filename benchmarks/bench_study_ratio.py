@@ -8,19 +8,24 @@ settings, fewer images):
   PGD targeted) on ``--curve-images`` images in the preset's shards of 10;
 - ``robust table``: 06b's fixed-budget table at Linf 4/255 (every attack, 20 x 4) for the SEM, F
   and G on ``--robust-images`` images in shards of 25;
-- ``strongest``: APGD-CE at ``--strong-steps`` x 32 (a tenth of STRONGEST's iterations) for the
-  SEM and F on ``--strong-images`` images, the long-budget work of the convergence sweep and
-  STRONGEST.
+- ``strongest``: APGD-CE at ``--strong-steps`` x 32 (a twentieth of STRONGEST's iterations) for
+  the SEM and F on ``--strong-images`` images in shards of 25, the long-budget work of the
+  convergence sweep and STRONGEST.
 
 Engines (both today's code, whose per-request streams make the draws the same, so every
 per-image row must be identical; the old code drew from a shared generator and is not rerun):
 
-- ``before``: what issue 17 measured: the serial executor (this process, 2 torch threads, as
-  ``make reproduce`` ran), every pass of a SEM capped at the single-model chunk (no fanout), the
-  curves one at a time, each shard its own batch;
-- ``today``: the default local pool of single-thread workers, the SEM's fanout, a block's curves
-  together, blocks of shards as one batch (the curves' block gives the pool two tasks, as the
-  laptop's block of 50 does at 100 images; the robust parts use the preset's block).
+- ``before``: what issue 17 measured: the serial executor (one process, 2 torch threads, as
+  ``make reproduce`` ran), oneDNN's own primitive cache of 1,024, every pass of a SEM capped at the
+  single-model chunk (no fanout), the curves one at a time, each shard its own batch;
+- ``today``: the default local pool of single-thread workers, ``semlib.PRIMITIVE_CACHE``, the SEM's
+  fanout, a block's curves together, blocks of shards as one batch. Each part gives the pool two
+  tasks, as the laptop gives it several: the curves' block is half the images (the laptop's 50 of
+  100), the robust parts' a shard of 25 (the laptop's 500-image tables: 10 blocks of 50 per defense
+  and budget), a task per block with its defenses together.
+
+Each engine runs in a fresh process of its own (oneDNN reads its cache's capacity once, at its first
+primitive), from an empty cache of results; the parent compares their rows.
 
 Each part's work is priced in FLOPs from its rows (:mod:`bench_laptop_work`), which gives the
 GFLOP/s of each engine and its fraction of the 2-thread GEMM ceiling; the laptop-weighted ratio
@@ -35,6 +40,9 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +57,7 @@ from semlib.robust import RobustConfig
 from semlib.runner import Executor
 from semlib.study import Study, specs
 
+ONEDNN_DEFAULT = 1024  # oneDNN's own primitive cache, which the engine before issue 17 ran with
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "results" / "laptop_work_avx512.json"  # the laptop tables' work (bench_laptop_work)
 CURVES = specs("ABFG", ["bim"], ["untargeted"]) + specs("AG", ["pgd"], ["targeted"])
@@ -61,12 +70,11 @@ SHARES = {"curves": ("02_baselines", "03_whitebox_transfer", "04_query_blackbox"
 
 
 def engines(curve_images: int) -> dict[str, dict]:
-    """Each engine's executor, fanout, ``together`` and blocks (None: the curves' shard, the
-    robust table's preset block)."""
+    """Each engine's executor, fanout, ``together`` and blocks (None: the curves' shard)."""
     return {"before": {"executor": Executor(kind="serial"), "context": no_fanout, "together": False,
                        "curve_block": None, "robust_block": 25},
             "today": {"executor": Executor(kind="local"), "context": contextlib.nullcontext, "together": True,
-                      "curve_block": curve_images // 2, "robust_block": None}}
+                      "curve_block": curve_images // 2, "robust_block": 25}}
 
 
 def curves(engine: dict, images: int, preset: str) -> tuple[pd.DataFrame, float, float]:
@@ -94,52 +102,88 @@ def robust_part(engine: dict, images: int, defenses: list[str], cfg: dict, prese
     return rows[ROBUST_COLUMNS].fillna({"broken_by": ""}), wall, gflop
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="laptop")
-    ap.add_argument("--curve-images", type=int, default=40)
-    ap.add_argument("--robust-images", type=int, default=50)
-    ap.add_argument("--strong-images", type=int, default=25)
-    ap.add_argument("--strong-steps", type=int, default=80)
-    ap.add_argument("--ceiling", type=float, help="2-thread GFLOP/s measured idle instead of timing it now")
-    ap.add_argument("--json", type=Path)
-    a = ap.parse_args()
+def child(name: str, a: argparse.Namespace, rows_dir: Path) -> dict:
+    """Every part by engine ``name`` in this process (started with the engine's oneDNN cache), from an
+    empty cache of results; the rows go to ``rows_dir``, the times and work are returned."""
     torch.set_num_threads(2)  # the serial engine's threads; pool workers set their own (one)
-    ceiling = a.ceiling or gemm_ceiling()
-    print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, 2 threads)", flush=True)
     eps = 4 / 255
     parts = {"curves": lambda e: curves(e, a.curve_images, a.preset),
              "robust table": lambda e: robust_part(e, a.robust_images, ["SEM", "F", "G"], dict(
                  eps=eps, norm="linf", steps=20, eot=4, targets=3), a.preset),
              "strongest": lambda e: robust_part(e, a.strong_images, ["SEM", "F"], dict(
                  eps=eps, norm="linf", steps=a.strong_steps, eot=32, attacks=("apgd-ce",)), a.preset)}
+    engine, out = engines(a.curve_images)[name], {}
+    with fresh_cache(), engine["context"]():
+        for part, run in ((p, parts[p]) for p in a.parts.split(",")):
+            rows, wall, gflop = run(engine)
+            rows.to_csv(rows_dir / f"{name} {part}.csv", index=False)
+            out[part] = {"wall_s": round(wall, 1), "gflop": round(gflop, 1)}
+            print(part, name, out[part], file=sys.stderr, flush=True)
+    return {"onednn_primitive_cache": int(os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]), "parts": out}
+
+
+def run_engine(name: str, argv: list[str], rows_dir: Path) -> dict:
+    """Engine ``name`` in a fresh process with its oneDNN cache (read once, at the first primitive)."""
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if name == "before":
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_DEFAULT)  # else import semlib sets its own
+    out = subprocess.run([sys.executable, __file__, *argv, "--child", name, "--rows", str(rows_dir)], env=env,
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="laptop")
+    ap.add_argument("--curve-images", type=int, default=40)
+    ap.add_argument("--robust-images", type=int, default=50)
+    ap.add_argument("--strong-images", type=int, default=50)
+    ap.add_argument("--strong-steps", type=int, default=40)
+    ap.add_argument("--ceiling", type=float, help="2-thread GFLOP/s measured idle instead of timing it now")
+    ap.add_argument("--parts", default=",".join(SHARES), help="comma-separated, of " + ",".join(SHARES))
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--child", choices=["before", "today"], help=argparse.SUPPRESS)
+    ap.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(child(a.child, a, a.rows)))
+        return
+    torch.set_num_threads(2)
+    ceiling = a.ceiling or gemm_ceiling()
+    print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, 2 threads)", flush=True)
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
+            if k in ("preset", "curve_images", "robust_images", "strong_images", "strong_steps", "parts")]
     out: dict[str, dict] = {}
-    for name, engine in engines(a.curve_images).items():
-        with fresh_cache(), engine["context"]():
-            for part, run in parts.items():
-                rows, wall, gflop = run(engine)
-                out.setdefault(part, {})[name] = {"wall_s": round(wall, 1), "gflop": round(gflop, 1),
-                                                  "gflop_per_s": round(gflop / wall, 2),
-                                                  "of_ceiling": round(gflop / wall / ceiling, 3), "rows": rows}
-                print(part, name, {k: v for k, v in out[part][name].items() if k != "rows"}, flush=True)
+    caches: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows: dict[tuple[str, str], pd.DataFrame] = {}
+        for name in ("before", "today"):
+            result = run_engine(name, argv, Path(tmp))
+            caches[name] = result["onednn_primitive_cache"]
+            for part, r in result["parts"].items():
+                out.setdefault(part, {})[name] = {**r, "gflop_per_s": round(r["gflop"] / r["wall_s"], 2),
+                                                  "of_ceiling": round(r["gflop"] / r["wall_s"] / ceiling, 3)}
+                # as written: an empty broken_by stays "" (read_csv's NaN would never equal itself)
+                rows[name, part] = pd.read_csv(Path(tmp) / f"{name} {part}.csv", keep_default_na=False)
     for part, runs in out.items():
-        first, second = (runs[e].pop("rows") for e in ("before", "today"))
+        first, second = rows["before", part], rows["today", part]
         key = [c for c in ("scenario", "attack", "goal", "label", "example") if c in first.columns]
         first, second = (r.sort_values(key).reset_index(drop=True) for r in (first, second))
         runs["ratio"] = round(runs["before"]["wall_s"] / runs["today"]["wall_s"], 2)
         runs["rows_identical"] = round(float((first == second).all(axis=1).mean()), 3)
+        runs["rows_that_differ"] = int((first != second).any(axis=1).sum())
     work = json.loads(WORK.read_text())["tflop"]  # FLOPs: the same on every CPU kind
     shares = {p: sum(work[k] for k in keys) for p, keys in SHARES.items()}
     total = sum(shares.values())
-    weighted = 1 / sum(shares[p] / total / out[p]["ratio"] for p in out)
-    walls = {e: sum(out[p][e]["wall_s"] for p in out) for e in ("before", "today")}
+    weighted = 1 / sum(shares[p] / total / out[p]["ratio"] for p in out) if len(out) == len(shares) else None
+    walls = {e: round(sum(out[p][e]["wall_s"] for p in out), 1) for e in ("before", "today")}
     record = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "cpus": os.cpu_count(),
-              "gemm_ceiling_gflop_per_s": round(ceiling, 1), "preset": a.preset,
+              "gemm_ceiling_gflop_per_s": round(ceiling, 1), "preset": a.preset, "onednn_primitive_cache": caches,
               "images": {"curves": a.curve_images, "robust table": a.robust_images, "strongest": a.strong_images},
               "strong_steps": a.strong_steps, "parts": out, "wall_s": walls,
               "ratio_this_study": round(walls["before"] / walls["today"], 2),
               "laptop_work_shares": {p: round(s / total, 3) for p, s in shares.items()},
-              "ratio_laptop_weighted": round(weighted, 2)}
+              "ratio_laptop_weighted": weighted and round(weighted, 2)}
     print(json.dumps(record, indent=1))
     if a.json:
         a.json.write_text(json.dumps(record, indent=1) + "\n")
