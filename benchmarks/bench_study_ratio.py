@@ -114,7 +114,7 @@ def child(name: str, a: argparse.Namespace, rows_dir: Path) -> dict:
                  eps=eps, norm="linf", steps=a.strong_steps, eot=32, attacks=("apgd-ce",)), a.preset)}
     engine, out = engines(a.curve_images)[name], {}
     with fresh_cache(), engine["context"]():
-        for part, run in ((p, parts[p]) for p in a.parts.split(",")):
+        for part, run in ((p, parts[p]) for p in a.parts.split(",")):  # names checked by main
             rows, wall, gflop = run(engine)
             rows.to_csv(rows_dir / f"{name} {part}.csv", index=False)
             out[part] = {"wall_s": round(wall, 1), "gflop": round(gflop, 1)}
@@ -145,6 +145,9 @@ def main() -> None:
     ap.add_argument("--child", choices=["before", "today"], help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    a.parts = ",".join(p.strip() for p in a.parts.split(","))
+    if unknown := set(a.parts.split(",")) - set(SHARES):
+        ap.error(f"unknown --parts {sorted(unknown)}: choose from {', '.join(SHARES)}")
     if a.child:
         print(json.dumps(child(a.child, a, a.rows)))
         return
@@ -163,8 +166,8 @@ def main() -> None:
             for part, r in result["parts"].items():
                 out.setdefault(part, {})[name] = {**r, "gflop_per_s": round(r["gflop"] / r["wall_s"], 2),
                                                   "of_ceiling": round(r["gflop"] / r["wall_s"] / ceiling, 3)}
-                # as written: an empty broken_by stays "" (read_csv's NaN would never equal itself)
-                rows[name, part] = pd.read_csv(Path(tmp) / f"{name} {part}.csv", keep_default_na=False)
+                # the text as written: an empty broken_by stays "" (read_csv's NaN would never equal itself)
+                rows[name, part] = pd.read_csv(Path(tmp) / f"{name} {part}.csv", dtype=str, keep_default_na=False)
     for part, runs in out.items():
         first, second = rows["before", part], rows["today", part]
         key = [c for c in ("scenario", "attack", "goal", "label", "example") if c in first.columns]
@@ -179,7 +182,8 @@ def main() -> None:
     walls = {e: round(sum(out[p][e]["wall_s"] for p in out), 1) for e in ("before", "today")}
     record = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "cpus": os.cpu_count(),
               "gemm_ceiling_gflop_per_s": round(ceiling, 1), "preset": a.preset, "onednn_primitive_cache": caches,
-              "images": {"curves": a.curve_images, "robust table": a.robust_images, "strongest": a.strong_images},
+              "images": {p: n for p, n in [("curves", a.curve_images), ("robust table", a.robust_images),
+                                           ("strongest", a.strong_images)] if p in out},
               "strong_steps": a.strong_steps, "parts": out, "wall_s": walls,
               "ratio_this_study": round(walls["before"] / walls["today"], 2),
               "laptop_work_shares": {p: round(s / total, 3) for p, s in shares.items()},
