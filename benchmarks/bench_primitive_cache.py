@@ -23,8 +23,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -67,10 +65,9 @@ def child(workload: str) -> dict:
 
 
 def run(workload: str, capacity: int, ceiling: float) -> dict:
-    env = {**os.environ, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(capacity)}
-    out = subprocess.run([sys.executable, __file__, "--child", workload], env=env, capture_output=True, text=True,
-                         check=True).stdout
-    record = json.loads(out.strip().splitlines()[-1])
+    from bench_study_ratio import fresh_process
+
+    record = fresh_process(__file__, ["--child", workload], capacity)
     per_s = record["gflop"] / record["wall_s"]
     return {"capacity": capacity, **record, "gflop_per_s": round(per_s, 1), "of_ceiling": round(per_s / ceiling, 3)}
 
@@ -88,11 +85,12 @@ def main() -> None:
     import torch
 
     from bench_batches import gemm_ceiling
+    from bench_study_ratio import ONEDNN_DEFAULT
 
     torch.set_num_threads(2)
     ceiling = gemm_ceiling()
     print(f"GEMM ceiling {ceiling:.1f} GFLOP/s (2 threads)", flush=True)
-    capacities, results = (1024, semlib.PRIMITIVE_CACHE), {}
+    capacities, results = (ONEDNN_DEFAULT, semlib.PRIMITIVE_CACHE), {}
     for workload in a.workloads.split(","):
         runs = []
         for _ in range(a.repeats):

@@ -51,6 +51,7 @@ import torch
 
 from bench_batches import gemm_ceiling, no_fanout
 from bench_laptop_work import curve_gflop, curve_prices, forward_gflop, fresh_cache, robust_gflop
+import semlib
 from semlib import layout, robust
 from semlib.params import load_params
 from semlib.robust import RobustConfig
@@ -122,14 +123,18 @@ def child(name: str, a: argparse.Namespace, rows_dir: Path) -> dict:
     return {"onednn_primitive_cache": int(os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]), "parts": out}
 
 
-def run_engine(name: str, argv: list[str], rows_dir: Path) -> dict:
-    """Engine ``name`` in a fresh process with its oneDNN cache (read once, at the first primitive)."""
-    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
-    if name == "before":
-        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_DEFAULT)  # else import semlib sets its own
-    out = subprocess.run([sys.executable, __file__, *argv, "--child", name, "--rows", str(rows_dir)], env=env,
-                         stdout=subprocess.PIPE, text=True, check=True).stdout
+def fresh_process(script: str, argv: list[str], capacity: int) -> dict:
+    """``script argv`` in a fresh process whose oneDNN primitive cache holds ``capacity`` (oneDNN reads it
+    once, at its first primitive); returns the JSON of its last line of output (progress: stderr)."""
+    env = {**os.environ, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(capacity)}
+    out = subprocess.run([sys.executable, script, *argv], env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def run_engine(name: str, argv: list[str], rows_dir: Path) -> dict:
+    """Engine ``name`` in a fresh process with its oneDNN cache."""
+    capacity = ONEDNN_DEFAULT if name == "before" else semlib.PRIMITIVE_CACHE
+    return fresh_process(__file__, [*argv, "--child", name, "--rows", str(rows_dir)], capacity)
 
 
 def main() -> None:
