@@ -137,6 +137,37 @@ def run_engine(name: str, argv: list[str], rows_dir: Path) -> dict:
     return fresh_process(__file__, [*argv, "--child", name, "--rows", str(rows_dir)], capacity)
 
 
+def summary(out: dict[str, dict]) -> dict:
+    """The parts' walls and ratios, and the laptop-weighted ratio when every part is there: the
+    harmonic mean of the parts' ratios weighted by the laptop tables' work shares."""
+    work = json.loads(WORK.read_text())["tflop"]  # FLOPs: the same on every CPU kind
+    shares = {p: sum(work[k] for k in keys) for p, keys in SHARES.items()}
+    total = sum(shares.values())
+    weighted = 1 / sum(shares[p] / total / out[p]["ratio"] for p in out) if len(out) == len(shares) else None
+    walls = {e: round(sum(out[p][e]["wall_s"] for p in out), 1) for e in ("before", "today")}
+    return {"parts": out, "wall_s": walls, "ratio_this_study": round(walls["before"] / walls["today"], 2),
+            "laptop_work_shares": {p: round(s / total, 3) for p, s in shares.items()},
+            "ratio_laptop_weighted": weighted and round(weighted, 2)}
+
+
+def merge(paths: list[Path]) -> dict:
+    """One record from runs of separate ``--parts`` on one machine (each part once): their parts, each
+    with its own run's GEMM ceiling and settings, and the laptop-weighted ratio of them all."""
+    records = [json.loads(p.read_text()) for p in paths]
+    for key in ("cpu_capability", "torch", "cpus", "preset", "onednn_primitive_cache"):
+        if len({json.dumps(r.get(key)) for r in records}) > 1:
+            raise SystemExit(f"--merge: the runs differ in {key} ({[r.get(key) for r in records]}): merge runs of one machine and engine pair only")
+    out: dict[str, dict] = {}
+    for path, r in zip(paths, records):
+        for part, runs in r["parts"].items():
+            if part in out:
+                raise SystemExit(f"--merge: part {part!r} is in two runs (the second: {path}): give each part once")
+            out[part] = {**runs, "from": path.name, "gemm_ceiling_gflop_per_s": r["gemm_ceiling_gflop_per_s"],
+                         "images": r["images"][part], **({"strong_steps": r["strong_steps"]} if part == "strongest" else {})}
+    first = records[0]
+    return {k: first[k] for k in ("cpu_capability", "torch", "cpus", "preset", "onednn_primitive_cache")} | summary(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="laptop")
@@ -147,12 +178,20 @@ def main() -> None:
     ap.add_argument("--ceiling", type=float, help="2-thread GFLOP/s measured idle instead of timing it now")
     ap.add_argument("--parts", default=",".join(SHARES), help="comma-separated, of " + ",".join(SHARES))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="combine the records of runs of separate --parts (one machine) into one, with the weighted ratio; runs nothing")
     ap.add_argument("--child", choices=["before", "today"], help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.parts = ",".join(p.strip() for p in a.parts.split(","))
     if unknown := set(a.parts.split(",")) - set(SHARES):
         ap.error(f"unknown --parts {sorted(unknown)}: choose from {', '.join(SHARES)}")
+    if a.merge:
+        record = merge(a.merge)
+        print(json.dumps(record, indent=1))
+        if a.json:
+            a.json.write_text(json.dumps(record, indent=1) + "\n")
+        return
     if a.child:
         print(json.dumps(child(a.child, a, a.rows)))
         return
@@ -180,19 +219,11 @@ def main() -> None:
         runs["ratio"] = round(runs["before"]["wall_s"] / runs["today"]["wall_s"], 2)
         runs["rows_identical"] = round(float((first == second).all(axis=1).mean()), 3)
         runs["rows_that_differ"] = int((first != second).any(axis=1).sum())
-    work = json.loads(WORK.read_text())["tflop"]  # FLOPs: the same on every CPU kind
-    shares = {p: sum(work[k] for k in keys) for p, keys in SHARES.items()}
-    total = sum(shares.values())
-    weighted = 1 / sum(shares[p] / total / out[p]["ratio"] for p in out) if len(out) == len(shares) else None
-    walls = {e: round(sum(out[p][e]["wall_s"] for p in out), 1) for e in ("before", "today")}
     record = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "cpus": os.cpu_count(),
               "gemm_ceiling_gflop_per_s": round(ceiling, 1), "preset": a.preset, "onednn_primitive_cache": caches,
               "images": {p: n for p, n in [("curves", a.curve_images), ("robust table", a.robust_images),
                                            ("strongest", a.strong_images)] if p in out},
-              "strong_steps": a.strong_steps, "parts": out, "wall_s": walls,
-              "ratio_this_study": round(walls["before"] / walls["today"], 2),
-              "laptop_work_shares": {p: round(s / total, 3) for p, s in shares.items()},
-              "ratio_laptop_weighted": weighted and round(weighted, 2)}
+              "strong_steps": a.strong_steps, **summary(out)}
     print(json.dumps(record, indent=1))
     if a.json:
         a.json.write_text(json.dumps(record, indent=1) + "\n")
