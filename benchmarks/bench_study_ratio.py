@@ -33,6 +33,9 @@ combines the parts' ratios by the laptop tables' own work shares
 (``benchmarks/results/laptop_work_avx512.json``; FLOPs do not depend on the CPU kind). Run it with nothing else busy:
 
     PYTHONPATH=benchmarks .venv/bin/python benchmarks/bench_study_ratio.py --json benchmarks/results/study_ratio_<kind>.json
+
+or part by part (``--parts``, a ``--json`` each), then ``--merge`` their records into one with the
+weighted ratio (how the AVX2 kind's was measured).
 """
 from __future__ import annotations
 
