@@ -62,6 +62,8 @@ from semlib.runner import Executor
 from semlib.study import Study, specs
 
 ONEDNN_DEFAULT = 1024  # oneDNN's own primitive cache, which the engine before issue 17 ran with
+# what runs merged into one record must share: one machine, torch, preset and engine pair
+MACHINE = ("cpu_capability", "torch", "cpus", "preset", "onednn_primitive_cache")
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "results" / "laptop_work_avx512.json"  # the laptop tables' work (bench_laptop_work)
 CURVES = specs("ABFG", ["bim"], ["untargeted"]) + specs("AG", ["pgd"], ["targeted"])
@@ -157,7 +159,7 @@ def merge(paths: list[Path]) -> dict:
     """One record from runs of separate ``--parts`` on one machine (each part once): their parts, each
     with its own run's GEMM ceiling and settings, and the laptop-weighted ratio of them all."""
     records = [json.loads(p.read_text()) for p in paths]
-    for key in ("cpu_capability", "torch", "cpus", "preset", "onednn_primitive_cache"):
+    for key in MACHINE:
         if len({json.dumps(r.get(key)) for r in records}) > 1:
             raise SystemExit(f"--merge: the runs differ in {key} ({[r.get(key) for r in records]}): merge runs of one machine and engine pair only")
     out: dict[str, dict] = {}
@@ -168,7 +170,14 @@ def merge(paths: list[Path]) -> dict:
             out[part] = {**runs, "from": path.name, "gemm_ceiling_gflop_per_s": r["gemm_ceiling_gflop_per_s"],
                          "images": r["images"][part], **({"strong_steps": r["strong_steps"]} if part == "strongest" else {})}
     first = records[0]
-    return {k: first[k] for k in ("cpu_capability", "torch", "cpus", "preset", "onednn_primitive_cache")} | summary(out)
+    return {k: first[k] for k in MACHINE} | summary(out)
+
+
+def emit(record: dict, path: Path | None) -> None:
+    """Print ``record`` and write it to ``path`` when one is given."""
+    print(json.dumps(record, indent=1))
+    if path:
+        path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def main() -> None:
@@ -190,10 +199,7 @@ def main() -> None:
     if unknown := set(a.parts.split(",")) - set(SHARES):
         ap.error(f"unknown --parts {sorted(unknown)}: choose from {', '.join(SHARES)}")
     if a.merge:
-        record = merge(a.merge)
-        print(json.dumps(record, indent=1))
-        if a.json:
-            a.json.write_text(json.dumps(record, indent=1) + "\n")
+        emit(merge(a.merge), a.json)
         return
     if a.child:
         print(json.dumps(child(a.child, a, a.rows)))
@@ -227,9 +233,7 @@ def main() -> None:
               "images": {p: n for p, n in [("curves", a.curve_images), ("robust table", a.robust_images),
                                            ("strongest", a.strong_images)] if p in out},
               "strong_steps": a.strong_steps, **summary(out)}
-    print(json.dumps(record, indent=1))
-    if a.json:
-        a.json.write_text(json.dumps(record, indent=1) + "\n")
+    emit(record, a.json)
 
 
 if __name__ == "__main__":
