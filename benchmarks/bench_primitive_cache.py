@@ -32,8 +32,9 @@ WORKLOADS = {"robust": dict(images=50, shard=25, block=25, steps=10, eot=32),  #
              "curves": dict(images=40, shard=10, block=20)}
 
 
-def child(workload: str) -> dict:
-    """One run of ``workload`` here (this process was started with the capacity to measure)."""
+def child(workload: str, rows_path: Path | None = None) -> dict:
+    """One run of ``workload`` here (this process was started with the capacity to measure); its
+    rows' CSV also goes to ``rows_path`` when given."""
     import torch
 
     from bench_curve_blocks import COLUMNS as CURVE_COLUMNS, CURVES, SWEEP
@@ -59,7 +60,10 @@ def child(workload: str) -> dict:
             gflop = curve_gflop(rows, curve_prices(study, rows[["scenario", "variant"]].drop_duplicates())).sum()
     rows = rows[columns].sort_values(["label", "example"]).reset_index(drop=True)
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    digest = hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()
+    text = rows.to_csv(index=False)
+    if rows_path is not None:
+        rows_path.write_text(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return {"wall_s": round(wall, 1), "gflop": round(float(gflop), 1), "peak_rss_mb": round(peak / 1024),
             "rows_sha256": digest, "cpu_capability": layout.cpu_capability(), "torch": torch.__version__}
 

@@ -17,7 +17,8 @@ per-image row must be identical; the old code drew from a shared generator and i
 
 - ``before``: what issue 17 measured: the serial executor (one process, 2 torch threads, as
   ``make reproduce`` ran), oneDNN's own primitive cache of 1,024, every pass of a SEM capped at the
-  single-model chunk (no fanout), the curves one at a time, each shard its own batch;
+  single-model chunk (no fanout), every strided 1x1 convolution NCHW (the layout guard on models
+  that were not frozen), the curves one at a time, each shard its own batch;
 - ``today``: the default local pool of single-thread workers, ``semlib.PRIMITIVE_CACHE``, the SEM's
   fanout, a block's curves together, blocks of shards as one batch. Each part gives the pool two
   tasks, as the laptop gives it several: the curves' block is half the images (the laptop's 50 of
@@ -75,9 +76,21 @@ SHARES = {"curves": ("02_baselines", "03_whitebox_transfer", "04_query_blackbox"
           "robust table": ("06b robust",), "strongest": ("06b convergence", "06b strongest")}
 
 
+@contextlib.contextmanager
+def old_engine():
+    """What ``before`` computed differently in-process: no fanout, and every strided 1x1 convolution
+    NCHW (its models were not frozen, so the layout guard kept them all; bench_eval_guard)."""
+    guarded, layout.guarded = layout.guarded, layout.exposed
+    try:
+        with no_fanout():
+            yield
+    finally:
+        layout.guarded = guarded
+
+
 def engines(curve_images: int) -> dict[str, dict]:
     """Each engine's executor, fanout, ``together`` and blocks (None: the curves' shard)."""
-    return {"before": {"executor": Executor(kind="serial"), "context": no_fanout, "together": False,
+    return {"before": {"executor": Executor(kind="serial"), "context": old_engine, "together": False,
                        "curve_block": None, "robust_block": 25},
             "today": {"executor": Executor(kind="local"), "context": contextlib.nullcontext, "together": True,
                       "curve_block": curve_images // 2, "robust_block": 25}}

@@ -1,6 +1,6 @@
 """The checkpoints of one zoo as loaded models: each sub-model and baseline is loaded once (fp32,
-hash-checked against its card, on one device; a sub-model's BatchNorm folded into the
-convolution before it, :func:`semlib.layout.fold_batchnorm`) and remembered with its card's fingerprint, so a
+hash-checked against its card, on one device, frozen: no weight gradient is ever computed; a
+sub-model's BatchNorm folded into the convolution before it, :func:`semlib.layout.fold_batchnorm`) and remembered with its card's fingerprint, so a
 result can be keyed by the checkpoints its models use and retraining one model recomputes only
 the results that use it."""
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Checkpoints:
             expected = {s.name: s for s in self.spec.submodels()}.get(name)
             model = zoo.load_submodel(self.zoo_dir, name, self.device, expected)
             layout.fold_batchnorm(model.base.eval())  # evaluation only: one layer less per conv-BN pair
+            model.requires_grad_(False)  # no weight gradient: layout.channels_last keeps no layer NCHW
             self._remember(name, model, lambda m: m.base)
         return self._loaded[name]
 
@@ -38,7 +39,8 @@ class Checkpoints:
         """A trained Fig. 3 baseline by name (``RSE``, ``ADP``)."""
         key = f"baselines/{name.lower()}"
         if key not in self._loaded:
-            self._remember(key, load_baseline(name.lower(), self.spec, self.zoo_dir).to(self.device), lambda m: m)
+            model = load_baseline(name.lower(), self.spec, self.zoo_dir).to(self.device).requires_grad_(False)
+            self._remember(key, model, lambda m: m)
         return self._loaded[key]
 
     def _remember(self, name: str, model: nn.Module, weights) -> None:

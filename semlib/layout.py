@@ -7,10 +7,15 @@ kernel for strided 1x1 convolutions on NHWC sources is broken (oneDNN issue 6035
 ``benchmarks/results/``): with AVX2 kernels and fewer than 8 input channels it writes past its
 workspace -- a crash, a hang, or silently wrong weight gradients (oneDNN 3.12 in torch 2.13 and
 3.10 in torch 2.11); with AVX-512 kernels (oneDNN 3.10) a ResNet shortcut on 8 channels gets
-weight gradients off by 2%. Every strided 1x1 convolution on a CPU therefore runs in NCHW
-(weight and input contiguous), which oneDNN computes correctly, whatever the instruction set
-and the channel count; every other layer runs channels_last. The guard does not depend on
-detecting which kernels oneDNN picks.
+weight gradients off by 2%. Every strided 1x1 convolution on a CPU whose weight gradient can be
+asked for therefore runs in NCHW (weight and input contiguous), which oneDNN computes correctly,
+whatever the instruction set and the channel count; every other layer runs channels_last. A
+frozen convolution (``weight.requires_grad`` False: every model loaded for evaluation,
+:mod:`semlib.checkpoints`) never reaches the broken kernel, and oneDNN's forward and
+input-gradient kernels are correct on NHWC sources (``tests/test_portability.py``), so it stays
+channels_last (on the AVX2 kind its reorders cost a ResNet-50 attack pass up to x1.30, the
+laptop's workloads x1.02-1.03: ``benchmarks/bench_eval_guard.py``). The guard does not depend on detecting which kernels
+oneDNN picks.
 """
 from __future__ import annotations
 
@@ -49,6 +54,13 @@ def exposed(module: nn.Module) -> bool:
             and tuple(module.stride) != (1, 1))
 
 
+def guarded(module: nn.Module) -> bool:
+    """Whether :func:`channels_last` keeps ``module`` NCHW: an exposed convolution whose weight
+    gradient can be asked for (the broken kernel computes weight gradients; a frozen weight
+    never reaches it). Decided when the block is entered."""
+    return exposed(module) and module.weight.requires_grad
+
+
 def nchw(t: torch.Tensor) -> torch.Tensor:
     """``t`` with row-major (NCHW) strides. ``t.contiguous()`` is not enough: a tensor with
     size-1 dimensions (a 1x1 kernel) can be contiguous with channels_last strides, and oneDNN
@@ -66,17 +78,17 @@ def _nchw_input(module: nn.Module, args: tuple) -> tuple:
 
 @contextlib.contextmanager
 def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
-    """Run ``model`` channels_last inside the block, exposed layers excepted (see the module
-    docstring); the model is contiguous again afterwards. Feed inputs as channels_last too
+    """Run ``model`` channels_last inside the block, :func:`guarded` layers excepted (see the
+    module docstring); the model is contiguous again afterwards. Feed inputs as channels_last too
     (``x.contiguous(memory_format=torch.channels_last)``). With ``enabled=False`` the model stays
-    contiguous, but exposed layers are still guarded: an input can arrive with channels_last
+    contiguous, but guarded layers are still kept NCHW: an input can arrive with channels_last
     strides without anyone asking for them (a permuted crop, for instance)."""
     if enabled:
         model.to(memory_format=torch.channels_last)
     handles = []
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     for m in model.modules():
-        if on_cpu and exposed(m):
+        if on_cpu and guarded(m):
             m.weight.data = nchw(m.weight.data)
             handles.append(m.register_forward_pre_hook(_nchw_input))
     try:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from semlib import certification, shards, study as st
+from semlib import certification, layout, shards, study as st
 from semlib.scenarios import SCENARIOS
 from semlib.smoothing import NoisyClassifier
 from semlib.study import CurveSpec, Study, StudyConfig, asr_table, random_targets, specs, summary_table
@@ -173,8 +173,8 @@ def test_curves_do_not_depend_on_the_shard_size(data_dir, tmp_path):
 
 def test_channels_last_attacks_and_judges_through_the_layout_guard(laptop, data_dir, tmp_path):
     """STUDY channels_last: the shard's models run channels_last inside layout.channels_last
-    (strided 1x1 convolutions NCHW) and are contiguous again afterwards; results agree with the
-    contiguous run up to rounding (the binary search can move by one step on an image)."""
+    (loaded frozen, so no layer is kept NCHW) and are contiguous again afterwards; results agree
+    with the contiguous run up to rounding (the binary search can move by one step on an image)."""
     assert laptop.cfg.channels_last  # the default
     flat_cfg = StudyConfig.from_dict({**TINY, "channels_last": False})
     spec = CurveSpec("I", "bim")
@@ -187,6 +187,8 @@ def test_channels_last_attacks_and_judges_through_the_layout_guard(laptop, data_
     assert a.clean_correct.equals(b.clean_correct) and (a.distortion.fillna(-1) == b.distortion.fillna(-1)).mean() >= 0.5
     model = cl.submodel(cl.spec.submodel(cl.cfg.contrast_arch, 0.0).name)
     assert all(p.is_contiguous() for p in model.parameters())
+    assert not any(p.requires_grad for p in model.parameters())  # loaded for evaluation: frozen
+    assert not any(layout.guarded(m) for m in model.modules()) and any(layout.exposed(m) for m in model.modules())
     with pytest.raises(ValueError, match="channels_last must be true or false"):
         StudyConfig.from_dict({"channels_last": "yes"})
 
