@@ -40,34 +40,17 @@ if os.environ.get(GUARD_ENV) == "exposed":  # the engine before: here and in eve
 BATCHES = (4, 8, 16, 32)
 
 
-def seconds(net, b: int, grad: bool, budget: float = 0.3) -> float:
-    """Mean time of one channels_last call at batch ``b`` (the input as the engine feeds it)."""
+def timed(net, b: int, grad: bool, mode: str) -> float:
     import torch
 
-    x = torch.rand(b, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    from bench_member_ceiling import seconds_per_call
 
-    def call() -> None:
-        if grad:
-            xi = x.clone().requires_grad_(True)
-            torch.autograd.grad(net(xi).logsumexp(1).sum(), xi)
-        else:
-            with torch.no_grad():
-                net(x)
-    call()
-    start, n = time.perf_counter(), 0
-    while time.perf_counter() - start < budget:
-        call()
-        n += 1
-    return (time.perf_counter() - start) / n
-
-
-def timed(net, b: int, grad: bool, mode: str) -> float:
     before = layout.guarded
     if mode == "guard":
         layout.guarded = layout.exposed
     try:
         with layout.channels_last(net):
-            return seconds(net, b, grad)
+            return seconds_per_call(net, b, grad, 0.3, torch.channels_last)  # the input as the engine feeds it
     finally:
         layout.guarded = before
 

@@ -25,9 +25,11 @@ from semlib.study import Study
 BATCHES = (4, 8, 16, 32, 64, 128, 256)
 
 
-def seconds_per_call(net: torch.nn.Module, b: int, grad: bool, budget: float = 0.4) -> float:
-    """Mean wall time of one call at batch ``b`` over ``budget`` seconds (after a warm call)."""
-    x = torch.rand(b, 3, 32, 32)
+def seconds_per_call(net: torch.nn.Module, b: int, grad: bool, budget: float = 0.4,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> float:
+    """Mean wall time of one call at batch ``b`` over ``budget`` seconds (after a warm call), the
+    input in ``memory_format``."""
+    x = torch.rand(b, 3, 32, 32).contiguous(memory_format=memory_format)
 
     def call() -> None:
         if grad:
