@@ -6,7 +6,11 @@ architecture by its share of the SEM's expected FLOPs per request (its members' 
 probabilities), so it is the best a perfectly batched engine could reach on this zoo and CPU.
 Run with nothing else busy:
 
-    .venv/bin/python benchmarks/bench_member_ceiling.py [--threads 2] [--json benchmarks/results/member_ceiling_<kind>.json]
+    .venv/bin/python benchmarks/bench_member_ceiling.py [--threads 2] [--channels-last] \
+        [--json benchmarks/results/member_ceiling_<kind>.json]
+
+``--channels-last`` calls every network as the engine does since its models load frozen: every
+layer channels_last (``semlib.layout.channels_last``, nothing guarded), the input too.
 """
 from __future__ import annotations
 
@@ -38,6 +42,11 @@ def seconds_per_call(net: torch.nn.Module, b: int, grad: bool, budget: float = 0
         else:
             with torch.no_grad():
                 net(x)
+    return seconds_per(call, budget)
+
+
+def seconds_per(call, budget: float) -> float:
+    """Mean wall time of ``call()`` over ``budget`` seconds, after a warm call."""
     call()
     start, n = time.perf_counter(), 0
     while time.perf_counter() - start < budget:
@@ -61,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="laptop")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -70,11 +80,13 @@ def main() -> None:
     sem = robust.defense_models(study, ["SEM"])["SEM"]
     archs = {arch: {"net": rec["nets"][0], "inclusion": rec["inclusion"]} for arch, rec in families(sem).items()}
     rows = {}
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     for arch, rec in archs.items():
         net, flops = rec["net"], _flops_per_image(rec["net"])
         r = {"gflop_per_image": round(flops / 1e9, 4), "expected_members_per_request": round(rec["inclusion"], 3)}
         for mode, grad, factor in (("vote", False, 1), ("gradient", True, 2)):  # a gradient costs ~2 forwards more
-            per = {b: flops * factor * b / seconds_per_call(net, b, grad) / 1e9 for b in BATCHES}
+            with layout.channels_last(net, enabled=args.channels_last):
+                per = {b: flops * factor * b / seconds_per_call(net, b, grad, memory_format=fmt) / 1e9 for b in BATCHES}
             r[mode] = {str(b): round(v / ceiling, 3) for b, v in per.items()}
         rows[arch] = r
         print(arch, json.dumps(r), flush=True)
@@ -85,7 +97,8 @@ def main() -> None:
             time_ = sum(r["expected_members_per_request"] * r["gflop_per_image"] / r[mode][str(b)] for r in rows.values())
             total.setdefault(mode, {})[str(b)] = round(work / time_, 3)
     out = {"cpu_capability": layout.cpu_capability(), "torch": torch.__version__, "threads": args.threads,
-           "zoo": args.preset, "gemm_ceiling_gflop_per_s": round(ceiling, 1), "batches": list(BATCHES),
+           "memory_format": "channels_last" if args.channels_last else "contiguous", "zoo": args.preset,
+           "gemm_ceiling_gflop_per_s": round(ceiling, 1), "batches": list(BATCHES),
            "collection_fraction_of_ceiling": total, "architectures": rows}
     print("collection", json.dumps(total))
     if args.json:
