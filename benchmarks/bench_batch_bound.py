@@ -59,7 +59,7 @@ class Recorder:
         self.task = ""
         self.bundles: list[tuple[str, tuple, bool, dict[int, int]]] = []
         self.calls: list[tuple[int, bool]] = []
-        self._nets: set[int] = set()
+        self._hooked: dict[int, torch.utils.hooks.RemovableHandle] = {}  # a forward hook per network seen
         self._schedulers: list = []  # held, so no id is reused
         self._lock = threading.Lock()
         self._original = batching.call_networks
@@ -69,30 +69,31 @@ class Recorder:
             scheduler = getattr(batching._local, "scheduler", None)
             grad = torch.is_grad_enabled() and any(x.requires_grad for _, x in calls)
             rows: dict[int, int] = defaultdict(int)
-            for net, x in calls:
-                rows[id(net)] += len(x)
             with self._lock:
+                for net, x in calls:
+                    rows[id(net)] += len(x)
+                    if id(net) not in self._hooked:
+                        self._hooked[id(net)] = net.register_forward_hook(self._call)
                 if scheduler is not None and (not self._schedulers or self._schedulers[-1] is not scheduler):
                     self._schedulers.append(scheduler)
                 # a pool task is one batched run (a block's computations together) or, alone, one computation
                 run = len(self._schedulers) if scheduler is not None else 0
                 thread = batching._local.thread if scheduler is not None else 0
-                self._nets |= set(rows)
                 self.bundles.append(((self.task, run), thread, grad, dict(rows)))
             return self._original(calls)
 
-        def hook(module, args, out):
-            if id(module) in self._nets:
-                with self._lock:
-                    self.calls.append((len(args[0]), torch.is_grad_enabled()))
-
         ensemble.call_networks = smoothing.call_networks = recorded
-        self._handle = torch.nn.modules.module.register_module_forward_hook(hook)
         return self
+
+    def _call(self, module, args, out) -> None:
+        with self._lock:
+            self.calls.append((len(args[0]), torch.is_grad_enabled()))
 
     def __exit__(self, *exc):
         ensemble.call_networks = smoothing.call_networks = self._original
-        self._handle.remove()
+        for handle in self._hooked.values():
+            handle.remove()
+        self._hooked = {}
 
 
 def bound(bundles, grad: bool, merge_tasks: bool) -> dict:
@@ -118,9 +119,9 @@ def measured(calls, grad: bool) -> dict:
 
 
 def summary(rec: Recorder, label: str, seconds: float) -> dict:
-    sem_requests = [sum(b[3].values()) for b in rec.bundles]
+    bundle_rows = [sum(b[3].values()) for b in rec.bundles]
     out = {"seconds": round(seconds, 1), "bundles": len(rec.bundles),
-           "largest_bundle_rows": max(sem_requests) if sem_requests else 0}
+           "largest_bundle_rows": max(bundle_rows) if bundle_rows else 0}
     for kind, grad in (("votes", False), ("gradients", True)):
         out[kind] = {"measured": measured(rec.calls, grad), "bound, per task": bound(rec.bundles, grad, False),
                      "bound, one task": bound(rec.bundles, grad, True)}
@@ -174,7 +175,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--curve-images", type=int, default=40)
     ap.add_argument("--strong-images", type=int, default=50)
-    ap.add_argument("--strong-steps", type=int, default=10)
+    ap.add_argument("--strong-steps", type=int, default=40)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

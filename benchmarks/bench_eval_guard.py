@@ -41,33 +41,25 @@ BATCHES = (4, 8, 16, 32)
 
 
 def timed(net, b: int, grad: bool, mode: str) -> float:
+    import contextlib
+
     import torch
 
     from bench_member_ceiling import seconds_per_call
+    from bench_study_ratio import full_guard
 
-    before = layout.guarded
-    if mode == "guard":
-        layout.guarded = layout.exposed
-    try:
-        with layout.channels_last(net):
-            return seconds_per_call(net, b, grad, 0.3, torch.channels_last)  # the input as the engine feeds it
-    finally:
-        layout.guarded = before
+    with full_guard() if mode == "guard" else contextlib.nullcontext(), layout.channels_last(net):
+        return seconds_per_call(net, b, grad, 0.3, torch.channels_last)  # the input as the engine feeds it
 
 
 def members() -> dict:
     import torch
 
-    from bench_member_ceiling import families
-    from semlib import robust
-    from semlib.params import load_params
-    from semlib.study import Study
+    from bench_member_ceiling import families, laptop_sem
 
     torch.set_num_threads(1)
-    study = Study.from_params(load_params("06b_adaptive", "laptop"), n_images=2)
-    sem = robust.defense_models(study, ["SEM"])["SEM"]
     out, request = {}, {}
-    for arch, rec in families(sem).items():
+    for arch, rec in families(laptop_sem()).items():
         net, weight = rec["nets"][0], rec["inclusion"]
         exposed = any(layout.exposed(m) for m in net.modules())
         for mode_name, grad in (("vote", False), ("gradient", True)):

@@ -20,10 +20,8 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from bench_member_ceiling import families
-from semlib import layout, robust
-from semlib.params import load_params
-from semlib.study import Study
+from bench_member_ceiling import families, laptop_sem
+from semlib import layout
 
 BATCHES = (2, 4, 8, 16, 32)  # rows per member: the engine's calls are 2-20 rows (bench_blocks)
 
@@ -82,10 +80,8 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    study = Study.from_params(load_params("06b_adaptive", args.preset), n_images=2)
-    sem = robust.defense_models(study, ["SEM"])["SEM"]
     rows = {}
-    for arch, rec in families(sem).items():
+    for arch, rec in families(laptop_sem(args.preset)).items():
         if len(rec["nets"]) < 2:
             continue
         rows[arch] = {"members": len(rec["nets"]), "expected_members_per_request": round(rec["inclusion"], 3),

@@ -55,6 +55,12 @@ def seconds_per(call, budget: float) -> float:
     return (time.perf_counter() - start) / n
 
 
+def laptop_sem(preset: str = "laptop"):
+    """The SEM of ``preset``'s zoo, loaded as notebook 06b loads it (frozen, BatchNorm folded)."""
+    study = Study.from_params(load_params("06b_adaptive", preset), n_images=2)
+    return robust.defense_models(study, ["SEM"])["SEM"]
+
+
 def families(sem) -> dict[str, dict]:
     """A SEM's members by architecture (a family's sigma variants share one): their networks
     (``nets``) and the expected number of them per request (``inclusion``)."""
@@ -76,9 +82,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ceiling = gemm_ceiling()
     print(f"GEMM ceiling {ceiling:.1f} GFLOP/s ({layout.cpu_capability()}, {args.threads} threads)", flush=True)
-    study = Study.from_params(load_params("06b_adaptive", args.preset), n_images=2)
-    sem = robust.defense_models(study, ["SEM"])["SEM"]
-    archs = {arch: {"net": rec["nets"][0], "inclusion": rec["inclusion"]} for arch, rec in families(sem).items()}
+    archs = {arch: {"net": rec["nets"][0], "inclusion": rec["inclusion"]}
+             for arch, rec in families(laptop_sem(args.preset)).items()}
     rows = {}
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     for arch, rec in archs.items():

@@ -24,28 +24,17 @@ BATCHES = (4, 16, 64)
 MODES = (("vote", False), ("gradient", True))
 
 
-def items() -> list[tuple[str, str, int]]:
-    return [("mm", "mm", 2048)] + [(arch, mode, b) for arch in ARCHS for mode, _ in MODES for b in BATCHES]
-
-
-ARCHS: list[str] = []
-
-
 def nets(stack: contextlib.ExitStack) -> dict:
     """The laptop SEM's networks, one per architecture, channels_last as the engine runs a frozen
     model (every layer NHWC) while ``stack`` is open, with their expected members per request."""
     import torch
 
-    from bench_member_ceiling import families
-    from semlib import layout, robust
-    from semlib.params import load_params
-    from semlib.study import Study
+    from bench_member_ceiling import families, laptop_sem
+    from semlib import layout
 
     torch.set_num_threads(1)
-    study = Study.from_params(load_params("06b_adaptive", "laptop"), n_images=2)
-    sem = robust.defense_models(study, ["SEM"])["SEM"]
     out = {}
-    for arch, rec in families(sem).items():
+    for arch, rec in families(laptop_sem()).items():
         net = rec["nets"][0]
         stack.enter_context(layout.channels_last(net))
         out[arch] = (net, rec["inclusion"])
@@ -103,10 +92,10 @@ def main() -> None:
 
     from semlib import layout
 
-    with contextlib.ExitStack() as stack:
-        weights = {arch: w for arch, (_, w) in nets(stack).items()}
-    ARCHS.extend(weights)
-    plan = items()
+    from bench_member_ceiling import families, laptop_sem
+
+    weights = {arch: rec["inclusion"] for arch, rec in families(laptop_sem()).items()}
+    plan = [("mm", "mm", 2048)] + [(arch, mode, b) for arch in weights for mode, _ in MODES for b in BATCHES]
     runs: dict[int, list[list[float]]] = {1: [], 2: []}
     for r in range(a.repeats):
         for workers in (1, 2):

@@ -77,15 +77,22 @@ SHARES = {"curves": ("02_baselines", "03_whitebox_transfer", "04_query_blackbox"
 
 
 @contextlib.contextmanager
-def old_engine():
-    """What ``before`` computed differently in-process: no fanout, and every strided 1x1 convolution
-    NCHW (its models were not frozen, so the layout guard kept them all; bench_eval_guard)."""
+def full_guard():
+    """Every strided 1x1 convolution kept NCHW by ``layout.channels_last``, as before evaluation
+    models were loaded frozen (bench_eval_guard)."""
     guarded, layout.guarded = layout.guarded, layout.exposed
     try:
-        with no_fanout():
-            yield
+        yield
     finally:
         layout.guarded = guarded
+
+
+@contextlib.contextmanager
+def old_engine():
+    """What ``before`` computed differently in-process: no fanout, and the full guard (its models
+    were not frozen)."""
+    with full_guard(), no_fanout():
+        yield
 
 
 def engines(curve_images: int) -> dict[str, dict]:
